@@ -1,0 +1,109 @@
+"""Exact per-layer shapes, parameter counts, MACs and sizes of a spec, before training.
+
+Counts follow Table 1 of the paper: weights plus biases of every conv; a conv's MACs
+are ``H_out * W_out * k * k * C_in * C_out`` (pools, ReLUs and additions are not
+multiply-accumulates). With ``batch_norm`` a normalised conv has no bias of its own
+(BatchNorm's offset replaces it) and adds BatchNorm's scale and offset; running
+statistics are state, not parameters.
+
+>>> from dse.arch.spec import ArchConfig, expand
+>>> summary = summarize(expand(ArchConfig.preset("squeezenet1_0")))
+>>> summary.params, round(summary.size_mb(32), 2)
+(1248424, 4.76)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from dse.arch.spec import ConvSpec, FireSpec, NetSpec, conv_out, pool_out
+
+MIB = 2**20  # the paper's "MB" (4.8 MB for 1,248,424 float32 parameters) is MiB
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """One row of the Table-1-style layer table."""
+
+    name: str
+    output_shape: tuple[int, int, int]
+    filters: str = ""
+    squeeze: int | None = None
+    expand1x1: int | None = None
+    expand3x3: int | None = None
+    bypass: str = ""
+    params: int = 0
+    macs: int = 0
+
+
+@dataclass(frozen=True)
+class Summary:
+    layers: tuple[LayerStats, ...]
+    params: int
+    macs: int
+
+    def size_bytes(self, bits: int = 32) -> int:
+        """Model size when every parameter is stored with ``bits`` bits (dense, no coding)."""
+        return (self.params * bits + 7) // 8
+
+    def size_mb(self, bits: int = 32) -> float:
+        return self.size_bytes(bits) / MIB
+
+    def to_dict(self, bits: int = 32) -> dict:
+        return {
+            "layers": [asdict(layer) for layer in self.layers],
+            "params": self.params,
+            "macs": self.macs,
+            "size_bytes": self.size_bytes(bits),
+            "size_mb": self.size_mb(bits),
+            "bits": bits,
+        }
+
+
+def conv_params(conv_in: int, conv_out_: int, kernel: int, batch_norm: bool) -> int:
+    """Weights + bias of one conv; with BatchNorm, its scale and offset replace the bias."""
+    return kernel * kernel * conv_in * conv_out_ + (2 if batch_norm else 1) * conv_out_
+
+
+def _fire_stats(fire: FireSpec, hw: tuple[int, int], batch_norm: bool) -> LayerStats:
+    pixels = hw[0] * hw[1]
+    convs = [(fire.in_channels, fire.squeeze, 1)]
+    convs += [(fire.squeeze, width, k) for width, k in ((fire.expand1x1, 1), (fire.expand3x3, 3)) if width]
+    if fire.bypass == "conv":
+        convs.append((fire.in_channels, fire.out_channels, 1))
+    params = sum(conv_params(cin, cout, k, batch_norm) for cin, cout, k in convs)
+    macs = sum(pixels * k * k * cin * cout for cin, cout, k in convs)
+    return LayerStats(
+        fire.name, (hw[0], hw[1], fire.out_channels), "", fire.squeeze, fire.expand1x1, fire.expand3x3,
+        "" if fire.bypass == "none" else fire.bypass, params, macs,
+    )
+
+
+def _conv_stats(conv: ConvSpec, hw: tuple[int, int], batch_norm: bool) -> tuple[LayerStats, tuple[int, int]]:
+    out = (conv_out(hw[0], conv.kernel, conv.stride, conv.padding), conv_out(hw[1], conv.kernel, conv.stride, conv.padding))
+    params = conv_params(conv.in_channels, conv.filters, conv.kernel, batch_norm)
+    macs = out[0] * out[1] * conv.kernel**2 * conv.in_channels * conv.filters
+    filters = f"{conv.kernel}x{conv.kernel}/{conv.stride}, {conv.filters}"
+    return LayerStats(conv.name, (out[0], out[1], conv.filters), filters, params=params, macs=macs), out
+
+
+def _pool_stats(name: str, hw: tuple[int, int], channels: int) -> tuple[LayerStats, tuple[int, int]]:
+    out = (pool_out(hw[0]), pool_out(hw[1]))
+    return LayerStats(name, (out[0], out[1], channels), "3x3/2"), out
+
+
+def summarize(spec: NetSpec) -> Summary:
+    """Layer table and totals of ``spec`` for its input shape."""
+    bn = spec.config.batch_norm
+    hw = spec.input_shape[:2]
+    conv1, hw = _conv_stats(spec.conv1, hw, bn)
+    pool1, hw = _pool_stats("maxpool1", hw, spec.conv1.filters)
+    layers = [conv1, pool1]
+    for fire in spec.fires:
+        layers.append(_fire_stats(fire, hw, bn))
+        if fire.pool_after:
+            pool, hw = _pool_stats(f"maxpool{fire.index + 2}", hw, fire.out_channels)
+            layers.append(pool)
+    conv10, hw = _conv_stats(spec.conv10, hw, batch_norm=False)
+    layers += [conv10, LayerStats("avgpool10", (1, 1, spec.conv10.filters), "global")]
+    return Summary(tuple(layers), sum(la.params for la in layers), sum(la.macs for la in layers))

@@ -1,0 +1,115 @@
+"""Flax (Linen) SqueezeNet built from a :class:`~dse.arch.spec.NetSpec`.
+
+Modules take every width from the spec; nothing here decides an architecture.
+Inputs are NHWC. No ``jit`` here: the trainer jits the step that calls the model.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from dse.arch.spec import ConvSpec, FireSpec, NetSpec
+
+# Caffe's XavierFiller (the official release) draws U(-a, a) with a = sqrt(3 / fan_in);
+# torchvision uses Kaiming-uniform, a = sqrt(6 / fan_in). Both put conv10 at N(0, 0.01).
+KERNEL_INITS = {
+    "caffe": nn.initializers.variance_scaling(1.0, "fan_in", "uniform"),
+    "torchvision": nn.initializers.variance_scaling(2.0, "fan_in", "uniform"),
+}
+CLASSIFIER_INIT = nn.initializers.normal(stddev=0.01)
+
+
+def max_pool_ceil(x: jax.Array) -> jax.Array:
+    """3x3/2 max pool with Caffe's ceil rounding: pad the high side with -inf as needed."""
+    pads = []
+    for size in x.shape[1:3]:
+        out = -(-(size - 3) // 2) + 1
+        pads.append((0, (out - 1) * 2 + 3 - size))
+    return nn.max_pool(x, (3, 3), strides=(2, 2), padding=pads)
+
+
+class ConvBlock(nn.Module):
+    """Conv (+ BatchNorm) (+ ReLU): the only conv the network uses."""
+
+    filters: int
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+    batch_norm: bool = False
+    relu: bool = True
+    kernel_init: nn.initializers.Initializer = KERNEL_INITS["caffe"]
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        x = nn.Conv(
+            self.filters, (self.kernel, self.kernel), strides=self.stride, padding=self.padding,
+            use_bias=not self.batch_norm, kernel_init=self.kernel_init, name="conv",
+        )(x)
+        if self.batch_norm:
+            x = nn.BatchNorm(use_running_average=not train, momentum=0.9, name="bn")(x)
+        return nn.relu(x) if self.relu else x
+
+
+class Fire(nn.Module):
+    """Squeeze 1x1 -> [expand 1x1 | expand 3x3] concatenated, with an optional bypass."""
+
+    spec: FireSpec
+    batch_norm: bool
+    kernel_init: nn.initializers.Initializer
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        conv = functools.partial(ConvBlock, batch_norm=self.batch_norm, kernel_init=self.kernel_init)
+        squeezed = conv(self.spec.squeeze, 1, name="squeeze")(x, train)
+        branches = []
+        if self.spec.expand1x1:
+            branches.append(conv(self.spec.expand1x1, 1, name="expand1x1")(squeezed, train))
+        if self.spec.expand3x3:
+            branches.append(conv(self.spec.expand3x3, 3, padding=1, name="expand3x3")(squeezed, train))
+        y = jnp.concatenate(branches, axis=-1)
+        if self.spec.bypass == "identity":
+            y = y + x
+        elif self.spec.bypass == "conv":
+            y = y + conv(self.spec.out_channels, 1, relu=False, name="bypass")(x, train)
+        return y
+
+
+class SqueezeNet(nn.Module):
+    """conv1 -> maxpool -> fire2..fire9 (pools per spec) -> dropout -> conv10 -> ReLU -> global avg."""
+
+    spec: NetSpec
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        cfg = self.spec.config
+        kernel_init = KERNEL_INITS[cfg.init]
+        c1: ConvSpec = self.spec.conv1
+        conv1 = ConvBlock(c1.filters, c1.kernel, c1.stride, c1.padding, cfg.batch_norm, kernel_init=kernel_init, name="conv1")
+        x = conv1(x, train)
+        x = max_pool_ceil(x)
+        for fire in self.spec.fires:
+            x = Fire(fire, cfg.batch_norm, kernel_init, name=fire.name)(x, train)
+            if fire.pool_after:
+                x = max_pool_ceil(x)
+        x = nn.Dropout(cfg.dropout, deterministic=not train)(x)
+        x = nn.Conv(self.spec.conv10.filters, (1, 1), kernel_init=CLASSIFIER_INIT, name="conv10")(x)
+        return jnp.mean(nn.relu(x), axis=(1, 2))
+
+
+def build_model(spec: NetSpec) -> SqueezeNet:
+    return SqueezeNet(spec)
+
+
+def init_variables(model: SqueezeNet, rng: jax.Array, batch_size: int = 1) -> dict:
+    """Initialise ``params`` (and ``batch_stats`` with BatchNorm) for the spec's input shape."""
+    dummy = jnp.zeros((batch_size, *model.spec.input_shape), jnp.float32)
+    # Jitted: op-by-op init of a SqueezeNet takes seconds on a CPU, compiled it is one program.
+    return jax.jit(model.init, static_argnames="train")({"params": rng}, dummy, train=False)
+
+
+def count_params(params) -> int:
+    return sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))
