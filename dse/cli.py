@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import pydantic
@@ -59,6 +60,25 @@ def arch(
         print(json.dumps({"config": cfg.model_dump(mode="json"), **summary.to_dict(bits)}, indent=2))
     else:
         stdout.print(arch_table(summary, preset or "custom SqueezeNet", bits))
+
+
+@app.command()
+def train(
+    config: Annotated[Path | None, typer.Argument(help="YAML training config (optional)")] = None,
+    workdir: Annotated[Path, typer.Option(help="run directory; an existing checkpoint there is resumed")] = Path("results/train"),
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a key, e.g. --set model.sr=0.25")] = None,
+    epochs: Annotated[int | None, typer.Option(help="shorthand for --set epochs=N")] = None,
+) -> None:
+    """Train one network (from a YAML config and/or --set overrides) and report its results."""
+    from dse import config_io
+    from dse.console import TrainProgress, results_table
+    from dse.train import TrainConfig, train_and_evaluate
+
+    overrides = list(set_ or []) + ([f"epochs={epochs}"] if epochs is not None else [])
+    cfg = config_io.load(TrainConfig, config, overrides)
+    with TrainProgress(stdout) as progress:
+        results = train_and_evaluate(cfg, workdir, hooks=progress.hooks())
+    stdout.print(results_table(results, workdir))
 
 
 @app.callback()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from dse.arch.analytics import Summary
+from dse.train.trainer import Hooks
 
 
 def _n(value: int | None) -> str:
@@ -25,4 +28,65 @@ def arch_table(summary: Summary, title: str, bits: int = 32) -> Table:
     size = f"{summary.size_mb(bits):.2f} MB at {bits}-bit"
     table.add_section()
     table.add_row("total", "", size, "", "", "", "", _n(summary.params), _n(summary.macs))
+    return table
+
+
+class TrainProgress:
+    """A live bar (epoch, step, loss, images/s) on a terminal; one line per epoch otherwise."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.live = console.is_terminal
+        self.progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}  {task.fields[ips]:.0f} img/s"), TimeRemainingColumn(),
+            console=console, disable=not self.live,
+        )
+        self.task = None
+        self.epochs = 0
+
+    def __enter__(self) -> TrainProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def hooks(self) -> Hooks:
+        return Hooks(on_start=self._start, on_step=self._step, on_epoch=self._epoch)
+
+    def _start(self, info: dict) -> None:
+        self.epochs = info["epochs"]
+        if info["start_epoch"]:
+            self.console.print(f"resuming after epoch {info['start_epoch']}")
+        self.task = self.progress.add_task("train", total=info["steps_per_epoch"], epoch=info["start_epoch"] + 1,
+                                           epochs=self.epochs, loss=float("nan"), ips=0.0)
+
+    def _step(self, info: dict) -> None:
+        self.progress.update(self.task, completed=info["step"], epoch=info["epoch"], loss=info["loss"], ips=info["images_per_s"])
+
+    def _epoch(self, record: dict) -> None:
+        self.console.print(
+            f"epoch {record['epoch']}/{self.epochs}: train loss {record['train_loss']:.4f}, "
+            f"val top-1 {record['val_top1']:.4f}, top-5 {record['val_top5']:.4f} ({record['epoch_train_s']:.0f} s)",
+            highlight=False,
+        )
+
+
+def results_table(results: dict, workdir) -> Table:
+    table = Table(title=f"run {workdir}: {results['status']}", title_justify="left", show_header=False)
+    rows = [
+        ("epochs", str(results["epochs_completed"])),
+        ("test top-1 / top-5", f"{results.get('test_top1', float('nan')):.4f} / {results.get('test_top5', float('nan')):.4f}"),
+        ("val top-1", f"{results.get('val_top1', float('nan')):.4f}"),
+        ("params / size", f"{results['params']:,} / {results['model_size_mb']:.3f} MB"),
+        ("MACs", f"{results['macs']:,}"),
+        ("time compile / train / eval", f"{results['compile_s']:.1f} / {results['train_s']:.1f} / {results['eval_s']:.1f} s"),
+        ("images/s", f"{results['images_per_s'] or 0:.0f}"),
+        ("compilation cache hits / misses", f"{results['cache_hits']} / {results['cache_misses']}"),
+    ]
+    if results["status"] == "diverged":
+        rows.insert(0, ("diverged in epoch", str(results["diverged_epoch"])))
+    for key, value in rows:
+        table.add_row(key, value)
     return table

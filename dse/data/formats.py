@@ -13,6 +13,7 @@ import io
 import pickle
 import struct
 import tarfile
+import zipfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,12 +49,14 @@ def _read_maybe_gzip(path: Path) -> bytes:
 def _parse_idx(path: Path, magic: int, kind: str) -> tuple[tuple[int, ...], bytes]:
     """Checks an IDX header and returns (dims, payload) of exactly prod(dims) bytes."""
     data = _read_maybe_gzip(path)
-    ndim = magic & 0xFF
-    if len(data) < 4 + 4 * ndim:
-        raise fail(path, f"truncated IDX header: {len(data)} bytes")
+    if len(data) < 4:
+        raise fail(path, f"too short for an IDX file: {len(data)} bytes")
     (found,) = struct.unpack(">I", data[:4])
     if found != magic:
         raise fail(path, f"not an IDX {kind} file: magic number 0x{found:08x}, expected 0x{magic:08x}")
+    ndim = magic & 0xFF
+    if len(data) < 4 + 4 * ndim:
+        raise fail(path, f"truncated IDX header: {len(data)} bytes")
     dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     if 0 in dims:
         raise fail(path, f"IDX header has an empty dimension: {dims}")
@@ -138,8 +141,11 @@ def _read_cifar_members(path: Path, layout: _CifarLayout) -> dict[str, bytes]:
     found = {}
     for name in names:
         if not (folder / name).is_file():
-            raise fail(folder / name, f"missing CIFAR batch file {name}")
-        found[name] = (folder / name).read_bytes()
+            raise fail(folder / name, f"missing CIFAR batch file (expected the {layout.folder} layout)")
+        try:
+            found[name] = (folder / name).read_bytes()
+        except OSError as e:
+            raise fail(folder / name, f"cannot read file: {e.strerror or e}") from None
     return found
 
 
@@ -245,6 +251,20 @@ def _npz_labels(path: Path, key: str, y: np.ndarray, n: int) -> np.ndarray:
     return y
 
 
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Reads every array of an npz archive; object arrays (pickles) are refused."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+        # np.load guesses the format from the content; say plainly when it is not a zip.
+        if not head.startswith(b"PK"):
+            raise fail(path, "not an npz archive (expected a zip of arrays x and y, as written by np.savez)")
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise fail(path, f"cannot read npz file: {getattr(e, 'strerror', None) or e}") from None
+
+
 def load_npz(path: str | Path) -> tuple[ArrayDataset, ArrayDataset | None]:
     """Loads a dataset from a NumPy ``.npz`` file.
 
@@ -259,11 +279,7 @@ def load_npz(path: str | Path) -> tuple[ArrayDataset, ArrayDataset | None]:
         (train, test); test is None when the file has no ``x_test``.
     """
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise fail(path, f"cannot read npz file: {e}") from None
+    arrays = _read_npz(path)
     pairs = [("x", "y")] + ([("x_test", "y_test")] if "x_test" in arrays or "y_test" in arrays else [])
     for key in (k for pair in pairs for k in pair):
         if key not in arrays:

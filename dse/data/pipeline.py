@@ -150,8 +150,8 @@ def batches(ds: ArrayDataset, *, batch_size: int, mean: Sequence[float] | np.nda
         An iterator of dicts: "image" float32 (B, H, W, C), "label" int32 (B,),
         "mask" float32 (B,).
     """
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if batch_size <= 0 or start_batch < 0:
+        raise ValueError(f"need batch_size > 0 and start_batch >= 0, got {batch_size} and {start_batch}")
     if train and len(ds) < batch_size:
         raise DataError(f"train split has {len(ds)} examples, fewer than batch_size {batch_size}: "
                         "lower batch_size or raise data.train_subset")
@@ -162,11 +162,12 @@ def batches(ds: ArrayDataset, *, batch_size: int, mean: Sequence[float] | np.nda
     # Threads help because numpy releases the GIL in the copies; more than the cores is waste.
     threads = min(prefetch, os.cpu_count() or 1)
     options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=prefetch)
-    return _closing(iter(dataset.to_iter_dataset(options)))
+    return _iterate(dataset.to_iter_dataset(options))
 
 
-def _closing(it: grain.DatasetIterator) -> Iterator[Batch]:
-    """Yields from a grain iterator and shuts its prefetch threads when abandoned."""
+def _iterate(dataset: grain.IterDataset) -> Iterator[Batch]:
+    """Yields the batches; prefetch threads start on the first ``next`` and stop when abandoned."""
+    it = iter(dataset)
     try:
         yield from it
     finally:

@@ -1,0 +1,157 @@
+"""Training throughput of the dse trainer vs a PyTorch eager SqueezeNet of identical layout.
+
+Both train the same generated architecture (same spec: stem, fire widths, pools,
+dropout, conv10 head) with SGD momentum + weight decay on the same batch size and
+input size, with the same number of threads, back to back in one invocation.
+Only the timed steps are compared; compilation (JAX) and warm-up (both) are excluded
+and reported separately.
+
+    pip install -e '.[bench]'
+    python bench/trainer_throughput.py --preset squeezenet_small --input 28,28,1 --batch 128
+
+PyTorch is the optional ``bench`` extra: never a dependency of dse or of its tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="squeezenet_small")
+    parser.add_argument("--input", default="28,28,1", help="H,W,C")
+    parser.add_argument("--num-classes", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per framework")
+    parser.add_argument("--warmup", type=int, default=3)
+    # XLA:CPU uses every core the process may run on; PyTorch gets the same count.
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="arch field=value, e.g. sr=0.25")
+    return parser.parse_args()
+
+
+def build_spec(args):
+    import yaml
+
+    from dse.arch import ArchConfig, expand
+
+    fields = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.overrides)}
+    shape = tuple(int(v) for v in args.input.split(","))
+    return expand(ArchConfig.preset(args.preset, input_shape=shape, num_classes=args.num_classes, **fields))
+
+
+def bench_dse(spec, args) -> tuple[float, float]:
+    """(images/s, compile seconds) of dse's jitted train step."""
+    from functools import partial
+
+    import jax
+
+    from dse.arch import build_model, init_variables
+    from dse.train import OptimConfig
+    from dse.train.optim import make_optimizer, schedule_arrays
+    from dse.train.step import create_state, train_step
+
+    model = build_model(spec)
+    optim = OptimConfig()
+    tx = make_optimizer(optim)
+    state = create_state(model.apply, init_variables(model, jax.random.key(0)), tx, schedule_arrays(optim, 1000, 1))
+    rng = jax.random.key(1)
+    batch = {
+        "image": jax.random.normal(rng, (args.batch, *spec.input_shape)),
+        "label": jax.random.randint(rng, (args.batch,), 0, args.num_classes),
+    }
+    t0 = time.perf_counter()
+    step = jax.jit(partial(train_step, schedule_kind=optim.schedule), donate_argnums=0).lower(state, batch, rng).compile()
+    compile_s = time.perf_counter() - t0
+    for _ in range(args.warmup):
+        state, metrics = step(state, batch, rng)
+    jax.block_until_ready(metrics)
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        state, metrics = step(state, batch, rng)
+    jax.block_until_ready((state, metrics))
+    return args.steps * args.batch / (time.perf_counter() - t0), compile_s
+
+
+def torch_squeezenet(spec):
+    """The same network in PyTorch eager, layer for layer from the dse spec."""
+    import torch
+    from torch import nn
+
+    class Fire(nn.Module):
+        def __init__(self, fire):
+            super().__init__()
+            self.squeeze = nn.Conv2d(fire.in_channels, fire.squeeze, 1)
+            self.e1 = nn.Conv2d(fire.squeeze, fire.expand1x1, 1) if fire.expand1x1 else None
+            self.e3 = nn.Conv2d(fire.squeeze, fire.expand3x3, 3, padding=1) if fire.expand3x3 else None
+            self.bypass = fire.bypass
+            self.bypass_conv = nn.Conv2d(fire.in_channels, fire.out_channels, 1) if fire.bypass == "conv" else None
+
+        def forward(self, x):
+            s = torch.relu(self.squeeze(x))
+            y = torch.cat([torch.relu(b(s)) for b in (self.e1, self.e3) if b is not None], 1)
+            if self.bypass == "identity":
+                y = y + x
+            elif self.bypass_conv is not None:
+                y = y + self.bypass_conv(x)
+            return y
+
+    c1 = spec.conv1
+    layers = [nn.Conv2d(c1.in_channels, c1.filters, c1.kernel, c1.stride, c1.padding), nn.ReLU(),
+              nn.MaxPool2d(3, 2, ceil_mode=True)]
+    for fire in spec.fires:
+        layers.append(Fire(fire))
+        if fire.pool_after:
+            layers.append(nn.MaxPool2d(3, 2, ceil_mode=True))
+    layers += [nn.Dropout(spec.config.dropout), nn.Conv2d(spec.conv10.in_channels, spec.conv10.filters, 1), nn.ReLU(),
+               nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return nn.Sequential(*layers)
+
+
+def bench_torch(spec, args) -> float:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = torch_squeezenet(spec)
+    opt = torch.optim.SGD(model.parameters(), lr=0.04, momentum=0.9, weight_decay=2e-4)
+    h, w, c = spec.input_shape
+    x = torch.randn(args.batch, c, h, w)
+    y = torch.randint(0, args.num_classes, (args.batch,))
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    for _ in range(args.warmup):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    return args.steps * args.batch / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    args = parse_args()
+    spec = build_spec(args)
+    from dse.arch import summarize
+
+    summary = summarize(spec)
+    dse_ips, compile_s = bench_dse(spec, args)
+    torch_ips = bench_torch(spec, args)
+    print(f"network: {args.preset} {spec.input_shape} params={summary.params:,} MACs={summary.macs:,} batch={args.batch} "
+          f"threads={args.threads}")
+    print(f"dse (JAX jit): {dse_ips:8.1f} images/s  (compile {compile_s:.1f} s, excluded)")
+    print(f"PyTorch eager: {torch_ips:8.1f} images/s")
+    print(f"ratio dse / PyTorch: {dse_ips / torch_ips:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""YAML files and ``--set key=value`` overrides -> validated config objects.
+
+The one path from text to a config: ``yaml.safe_load`` only, then the pydantic schema,
+with every failure reported as ``file: key.path: problem`` on one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pydantic
+import yaml
+
+from dse.errors import ConfigError, config_error
+
+Model = TypeVar("Model", bound=pydantic.BaseModel)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}: {where}invalid YAML: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``["model.sr=0.25", "epochs=3"]`` -> nested updates; values are parsed as YAML scalars."""
+    data = dict(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key.path=value")
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, dict) else {}
+            node = node[part]
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def parse(model: type[Model], data: dict[str, Any], source: str) -> Model:
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as err:
+        raise config_error(err, source) from None
+
+
+def load(model: type[Model], path: str | Path | None, overrides: list[str] = ()) -> Model:
+    """Read ``path`` (or start from defaults), apply overrides, validate against ``model``."""
+    data = read_yaml(path) if path else {}
+    return parse(model, apply_overrides(data, list(overrides)), str(path or "--set"))

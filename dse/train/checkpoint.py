@@ -1,0 +1,31 @@
+"""Per-epoch checkpoints with orbax: the last good epoch is always restorable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class EpochCheckpoints:
+    """Saves the train state after each epoch under ``directory/<epoch>``; keeps the newest two."""
+
+    def __init__(self, directory: Path):
+        options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
+        self._manager = ocp.CheckpointManager(directory.absolute(), options=options)
+
+    def latest_epoch(self) -> int | None:
+        return self._manager.latest_step()
+
+    def save(self, epoch: int, state) -> None:
+        self._manager.save(epoch, args=ocp.args.StandardSave(state))
+
+    def restore(self, epoch: int, like):
+        """State of ``epoch``, with the structure, shapes and shardings of ``like``."""
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        return self._manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()

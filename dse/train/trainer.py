@@ -1,0 +1,238 @@
+"""``train_and_evaluate``: one training run, the same for ``dse train`` and every sweep trial.
+
+A run directory holds ``config.json`` (the resolved config), ``metrics.jsonl`` (one
+line per epoch), ``results.json`` (final metrics, sizes, wall-time split) and
+``checkpoints/`` (orbax, every epoch). Starting a run again in the same directory
+continues from its last checkpoint and ends where an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+import dse
+from dse.arch import build_model, expand, init_variables, summarize
+from dse.data import Splits, batches, load_splits, steps_per_epoch
+from dse.errors import ConfigError
+from dse.train import compile_cache
+from dse.train.checkpoint import EpochCheckpoints
+from dse.train.config import TrainConfig
+from dse.train.optim import make_optimizer, schedule_arrays
+from dse.train.step import TrainState, create_state, eval_step, train_step
+
+Hook = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class Hooks:
+    """Optional observers. ``on_epoch`` may raise (a sweep's pruner does) to stop the run."""
+
+    on_start: Hook | None = None  # {"epochs", "steps_per_epoch", "start_epoch"}
+    on_step: Hook | None = None  # every ``log_every`` steps: {"epoch", "step", "loss", "images_per_s"}
+    on_epoch: Hook | None = None  # the epoch's metrics record
+    log_every: int = 20
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {"compile_s": 0.0, "train_s": 0.0, "eval_s": 0.0}
+
+    def add(self, key: str, since: float) -> None:
+        self.totals[key] += time.perf_counter() - since
+
+
+def resolve_config(cfg: TrainConfig, splits: Splits) -> TrainConfig:
+    """The config with the model's input shape and class count taken from the data."""
+    model = cfg.model.model_copy(update={"input_shape": splits.train.images.shape[1:], "num_classes": splits.train.num_classes})
+    return cfg.model_copy(update={"model": type(cfg.model).model_validate(model.model_dump())})
+
+
+def _mesh_shardings(cfg: TrainConfig) -> tuple[NamedSharding, NamedSharding]:
+    """Data-parallel over every local device: batches split on axis 0, state replicated."""
+    devices = jax.local_devices()
+    for name, size in (("batch_size", cfg.batch_size), ("eval_batch_size", cfg.eval_batch_size)):
+        if size % len(devices):
+            raise ConfigError(f"{name}={size}: must be divisible by the {len(devices)} local devices")
+    mesh = Mesh(np.array(devices), ("data",))
+    return NamedSharding(mesh, PartitionSpec("data")), NamedSharding(mesh, PartitionSpec())
+
+
+def _batch_spec(splits: Splits, batch_size: int, sharding: NamedSharding) -> dict[str, jax.ShapeDtypeStruct]:
+    shape = (batch_size, *splits.train.images.shape[1:])
+    return {
+        "image": jax.ShapeDtypeStruct(shape, jnp.float32, sharding=sharding),
+        "label": jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=sharding),
+        "mask": jax.ShapeDtypeStruct((batch_size,), jnp.float32, sharding=sharding),
+    }
+
+
+def _evaluate(eval_fn, state: TrainState, split, cfg: TrainConfig, splits: Splits, data_sharding) -> dict[str, float]:
+    totals = None
+    for batch in batches(split, batch_size=cfg.eval_batch_size, mean=splits.mean, std=splits.std, train=False,
+                         seed=cfg.seed, epoch=0, augment=cfg.data.augment, prefetch=cfg.data.prefetch):
+        sums = eval_fn(state, jax.device_put(batch, data_sharding))
+        totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+    totals = jax.device_get(totals)
+    count = float(totals["count"])
+    return {"loss": float(totals["loss"]) / count, "top1": float(totals["top1"]) / count, "top5": float(totals["top5"]) / count}
+
+
+def _read_history(path: Path, upto_epoch: int) -> list[dict]:
+    """Epoch records already written, cut back to the checkpoint we resume from."""
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if r["epoch"] <= upto_epoch]
+
+
+def _write_history(path: Path, records: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def train_and_evaluate(cfg: TrainConfig, workdir: str | Path, *, hooks: Hooks | None = None,
+                       splits: Splits | None = None) -> dict[str, Any]:
+    """Train ``cfg`` in ``workdir`` and return its results (also written to ``results.json``).
+
+    Args:
+        cfg: the run's config; the model's input shape and class count come from the data.
+        workdir: run directory; an existing checkpoint there is resumed.
+        hooks: progress observers; an exception from ``on_epoch`` stops the run and propagates.
+        splits: pre-loaded data (sweep workers load a dataset once for many trials).
+
+    Returns:
+        ``status`` ("completed" or "diverged"), final val/test top-1, top-5 and loss,
+        params / size / MACs, wall-time split, images per second, cache hits, history.
+    """
+    hooks = hooks or Hooks()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    compile_cache.enable(cfg.compilation_cache_dir)
+    cache_before = compile_cache.counts()
+    splits = splits or load_splits(cfg.data)
+    cfg = resolve_config(cfg, splits)
+    (workdir / "config.json").write_text(cfg.model_dump_json(indent=2))
+    spec = expand(cfg.model)
+    summary = summarize(spec)
+    data_sharding, replicated = _mesh_shardings(cfg)
+
+    model = build_model(spec)
+    steps = steps_per_epoch(len(splits.train.labels), cfg.batch_size)
+    steps = min(steps, cfg.max_steps_per_epoch or steps)
+    if steps < 1:
+        raise ConfigError(f"batch_size={cfg.batch_size}: larger than the {len(splits.train.labels)} training images")
+    rng = jax.random.key(cfg.seed)
+    tx = make_optimizer(cfg.optim)
+    state = create_state(model.apply, init_variables(model, rng), tx, schedule_arrays(cfg.optim, steps, cfg.epochs))
+    state = jax.device_put(state, replicated)
+
+    timer = _Timer()
+    t0 = time.perf_counter()
+    step_fn = partial(train_step, schedule_kind=cfg.optim.schedule, label_smoothing=cfg.optim.label_smoothing)
+    train_fn = jax.jit(step_fn, donate_argnums=0).lower(state, _batch_spec(splits, cfg.batch_size, data_sharding), rng).compile()
+    eval_fn = jax.jit(eval_step).lower(state, _batch_spec(splits, cfg.eval_batch_size, data_sharding)).compile()
+    timer.add("compile_s", t0)
+
+    checkpoints = EpochCheckpoints(workdir / "checkpoints") if cfg.checkpoint else None
+    start_epoch = (checkpoints.latest_epoch() or 0) if checkpoints else 0
+    if start_epoch:
+        state = checkpoints.restore(start_epoch, state)
+    history = _read_history(workdir / "metrics.jsonl", start_epoch)
+    if hooks.on_start:
+        hooks.on_start({"epochs": cfg.epochs, "steps_per_epoch": steps, "start_epoch": start_epoch})
+
+    status, diverged_epoch = "completed", None
+    try:
+        for epoch in range(start_epoch + 1, cfg.epochs + 1):
+            record = _train_epoch(cfg, epoch, state, train_fn, rng, splits, steps, data_sharding, timer, hooks)
+            state = record.pop("_state")
+            if not math.isfinite(record["train_loss"]):
+                status, diverged_epoch = "diverged", epoch
+                history.append(record)
+                _write_history(workdir / "metrics.jsonl", history)
+                break
+            t0 = time.perf_counter()
+            val = _evaluate(eval_fn, state, splits.val, cfg, splits, data_sharding)
+            timer.add("eval_s", t0)
+            record.update({f"val_{k}": v for k, v in val.items()})
+            history.append(record)
+            _write_history(workdir / "metrics.jsonl", history)
+            if checkpoints:
+                checkpoints.save(epoch, state)
+            if hooks.on_epoch:
+                hooks.on_epoch(record)
+    finally:
+        if checkpoints:
+            checkpoints.close()
+
+    test = {}
+    if status == "completed":
+        t0 = time.perf_counter()
+        test = _evaluate(eval_fn, state, splits.test, cfg, splits, data_sharding)
+        timer.add("eval_s", t0)
+    cache_after = compile_cache.counts()
+    images = sum(r["images"] for r in history if r["epoch"] > start_epoch)
+    results = {
+        "status": status,
+        "diverged_epoch": diverged_epoch,
+        "epochs_completed": len([r for r in history if math.isfinite(r["train_loss"])]),
+        "resumed_from_epoch": start_epoch,
+        **({k: v for k, v in history[-1].items() if k.startswith("val_")} if history else {}),
+        **{f"test_{k}": v for k, v in test.items()},
+        "params": summary.params,
+        "model_size_mb": summary.size_mb(32),
+        "model_size_bytes": summary.size_bytes(32),
+        "macs": summary.macs,
+        **timer.totals,
+        "total_s": time.perf_counter() - started,
+        "images_per_s": images / timer.totals["train_s"] if timer.totals["train_s"] else None,
+        "cache_hits": cache_after["hits"] - cache_before["hits"],
+        "cache_misses": cache_after["misses"] - cache_before["misses"],
+        "devices": jax.local_device_count(),
+        "platform": jax.default_backend(),
+        "dse_version": dse.__version__,
+        "history": history,
+    }
+    (workdir / "results.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def _train_epoch(cfg: TrainConfig, epoch: int, state: TrainState, train_fn, rng, splits: Splits, steps: int,
+                 data_sharding, timer: _Timer, hooks: Hooks) -> dict[str, Any]:
+    """One pass over the training split; metrics stay on the device until the epoch ends."""
+    t0 = time.perf_counter()
+    sums, seen = None, 0
+    stream = batches(splits.train, batch_size=cfg.batch_size, mean=splits.mean, std=splits.std, train=True,
+                     seed=cfg.seed, epoch=epoch, augment=cfg.data.augment, prefetch=cfg.data.prefetch)
+    for i, batch in enumerate(stream, start=1):
+        state, metrics = train_fn(state, jax.device_put(batch, data_sharding), rng)
+        sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
+        seen += cfg.batch_size
+        if hooks.on_step and (i % hooks.log_every == 0 or i == steps):
+            loss = float(metrics["loss"])  # a host sync, only every log_every steps
+            hooks.on_step({"epoch": epoch, "step": i, "loss": loss, "images_per_s": seen / (time.perf_counter() - t0)})
+        if i >= steps:
+            break
+    sums = jax.device_get(sums)
+    timer.add("train_s", t0)
+    return {
+        "epoch": epoch,
+        "train_loss": float(sums["loss"]) / steps,
+        "train_top1": float(sums["accuracy"]) / steps,
+        "learning_rate": float(sums["learning_rate"]) / steps,
+        "images": seen,
+        "epoch_train_s": time.perf_counter() - t0,
+        "_state": state,
+    }

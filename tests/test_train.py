@@ -1,0 +1,125 @@
+"""The trainer on real Fashion-MNIST images, kept to a few seconds per test."""
+
+import json
+import os
+import subprocess
+import sys
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import requires_fashion_mnist, tiny_train_dict
+
+from dse.arch import build_model, expand, init_variables
+from dse.train import Hooks, OptimConfig, TrainConfig, train_and_evaluate
+from dse.train.optim import OPTIMIZERS, SCHEDULES, learning_rate_at, make_optimizer, schedule_arrays
+from dse.train.step import create_state, train_step
+
+pytestmark = requires_fashion_mnist
+
+
+def test_loss_falls_on_real_images(tmp_path):
+    cfg = TrainConfig.model_validate(tiny_train_dict(
+        epochs=3, batch_size=32, model={"base_e": 32, "incr_e": 32}, optim={"name": "adam", "learning_rate": 3e-3}))
+    results = train_and_evaluate(cfg, tmp_path)
+    losses = [r["train_loss"] for r in results["history"]]
+    assert results["status"] == "completed" and results["epochs_completed"] == 3
+    assert all(b < a for a, b in zip(losses, losses[1:], strict=False)) and losses[-1] < losses[0] - 0.2, losses
+    assert results["test_top1"] > 0.3  # 10 classes: chance is 0.1
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written["params"] == results["params"] > 0 and written["macs"] > 0
+    assert {"compile_s", "train_s", "eval_s", "images_per_s"} <= written.keys()
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model"]["input_shape"] == [28, 28, 1] and config["model"]["num_classes"] == 10
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _stop_after(epoch):
+    def on_epoch(record):
+        if record["epoch"] == epoch:
+            raise _Interrupt
+
+    return Hooks(on_epoch=on_epoch)
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
+    augment = {"horizontal_flip": True, "random_crop_padding": 2}
+    cfg = TrainConfig.model_validate(tiny_train_dict(epochs=3, model={"dropout": 0.5}, data={"augment": augment}))
+    straight = train_and_evaluate(cfg, tmp_path / "straight")
+    with pytest.raises(_Interrupt):
+        train_and_evaluate(cfg, tmp_path / "resumed", hooks=_stop_after(2))
+    resumed = train_and_evaluate(cfg, tmp_path / "resumed")
+    assert resumed["resumed_from_epoch"] == 2
+    assert [r["train_loss"] for r in resumed["history"]] == [r["train_loss"] for r in straight["history"]]
+    for key in ("test_top1", "test_top5", "test_loss", "val_top1"):
+        assert resumed[key] == straight[key], key
+
+
+def test_divergence_stops_with_status_and_epoch(tmp_path):
+    # Adam at LR 1e6 overflows float32 in the first epoch (SGD would only kill the ReLUs).
+    cfg = TrainConfig.model_validate(tiny_train_dict(optim={"name": "adam", "learning_rate": 1e6}))
+    results = train_and_evaluate(cfg, tmp_path)
+    assert results["status"] == "diverged" and results["diverged_epoch"] == 1
+    assert "test_top1" not in results
+
+
+def _lowered_step_text(optim: OptimConfig, epochs: int) -> str:
+    spec = expand(TrainConfig.model_validate(tiny_train_dict()).model.model_copy(update={"input_shape": (28, 28, 1)}))
+    model = build_model(spec)
+    tx = make_optimizer(optim)
+    state = create_state(model.apply, init_variables(model, jax.random.key(0)), tx, schedule_arrays(optim, 10, epochs))
+    batch = {"image": jnp.zeros((8, 28, 28, 1)), "label": jnp.zeros((8,), jnp.int32)}
+    step = partial(train_step, schedule_kind=optim.schedule)
+    return jax.jit(step).lower(state, batch, jax.random.key(0)).as_text()
+
+
+def test_trial_hyperparameters_are_data_so_the_compiled_step_is_shared():
+    a = _lowered_step_text(OptimConfig(learning_rate=0.04, weight_decay=2e-4, momentum=0.9), epochs=3)
+    b = _lowered_step_text(OptimConfig(learning_rate=0.3, weight_decay=1e-3, momentum=0.8, warmup_epochs=1), epochs=7)
+    assert a == b
+    c = _lowered_step_text(OptimConfig(schedule="cosine"), epochs=3)
+    assert a != c  # the schedule's kind is the one static choice
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("schedule", sorted(SCHEDULES))
+def test_every_optimizer_and_schedule(name, schedule):
+    cfg = OptimConfig(name=name, schedule=schedule, learning_rate=0.1, warmup_epochs=1)
+    arrays = schedule_arrays(cfg, steps_per_epoch=10, epochs=5)
+    lrs = np.array([float(learning_rate_at(jnp.asarray(s), arrays, schedule)) for s in range(50)])
+    assert lrs[0] == pytest.approx(0.01) and lrs[9] == pytest.approx(0.1)  # linear warm-up over epoch 1
+    assert lrs[10] == pytest.approx(0.1)
+    if schedule != "constant":
+        assert lrs[-1] < 0.01 and np.all(np.diff(lrs[10:]) <= 1e-9)
+    params = {"w": jnp.ones((3,))}
+    tx = make_optimizer(cfg)
+    updates, _ = tx.update({"w": jnp.ones((3,))}, tx.init(params), params)
+    assert bool(jnp.all(jnp.isfinite(updates["w"])))
+
+
+def test_data_parallel_over_two_host_devices(tmp_path):
+    script = (
+        "import json, sys; sys.path.insert(0, 'tests'); from conftest import tiny_train_dict;"
+        "from dse.train import TrainConfig, train_and_evaluate;"
+        "r = train_and_evaluate(TrainConfig.model_validate(tiny_train_dict(epochs=1)), sys.argv[1]);"
+        "print(json.dumps({'devices': r['devices'], 'status': r['status'], 'top1': r['test_top1']}))"
+    )
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["devices"] == 2 and report["status"] == "completed"
+
+
+def test_dse_train_rejects_unknown_keys_in_one_line(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("model:\n  sr: 0.25\noptim:\n  lr: 0.1\n")
+    out = subprocess.run([sys.executable, "-m", "dse", "train", str(config)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"dse: error: {config}: optim.lr: unknown key"
