@@ -81,6 +81,126 @@ def train(
     stdout.print(results_table(results, workdir))
 
 
+sweep_app = typer.Typer(no_args_is_help=True, help="Run, join, inspect and export Optuna sweeps.")
+app.add_typer(sweep_app, name="sweep")
+ResultsRoot = Annotated[Path, typer.Option(help="folder holding one results folder per sweep")]
+StorageOption = Annotated[str | None, typer.Option(help="database URL (default: the sweep file's, else the embedded journal)")]
+
+
+@sweep_app.command("validate")
+def sweep_validate(file: Annotated[Path, typer.Argument(help="sweep YAML")]) -> None:
+    """Check a sweep file and print the size of its design space."""
+    from dse.sweep.config import load_sweep
+
+    sweep = load_sweep(file)
+    size = sweep.design_space_size()
+    grid = "continuous (no grid)" if size is None else f"{size // sweep.repeats} points x {sweep.repeats} seeds = {size} trials"
+    stdout.print(f"{file}: ok: sweep {sweep.name!r}, {len(sweep.space)} swept fields, design space {grid}, "
+                 f"sampler {sweep.sampler.name}, objectives {', '.join(o.metric + ' ' + o.goal for o in sweep.objectives)}",
+                 highlight=False)
+
+
+@sweep_app.command("run")
+def sweep_run(
+    file: Annotated[Path, typer.Argument(help="sweep YAML")],
+    workers: Annotated[int, typer.Option(min=1, help="local worker processes")] = 1,
+    storage: StorageOption = None,
+    trials: Annotated[int | None, typer.Option(min=1, help="trials for the whole study (overrides budget.trials)")] = None,
+    results_root: ResultsRoot = Path("results"),
+) -> None:
+    """Create or resume the study, train with N local workers, then export tables and plots."""
+    from dse.console import sweep_progress_line
+    from dse.sweep.runner import run_sweep
+
+    last = {"line": ""}
+
+    def show(progress) -> None:
+        line = sweep_progress_line(progress)
+        if line != last["line"]:
+            stdout.print(line, highlight=False)
+            last["line"] = line
+
+    study = run_sweep(file, workers=workers, url=storage, trials=trials, results_root=results_root, on_progress=show)
+    _export_and_plot(results_root / study.study_name, storage)
+
+
+def _export_and_plot(results_dir: Path, storage: str | None) -> None:
+    from dse import results as dse_results
+
+    loaded = dse_results.load(results_dir, storage=storage)
+    written = dse_results.export(loaded) + dse_results.draw_all(loaded)
+    stdout.print(f"wrote {len(written)} files under {results_dir}", highlight=False)
+
+
+@sweep_app.command("worker")
+def sweep_worker(
+    file: Annotated[Path, typer.Argument(help="sweep YAML")],
+    storage: StorageOption = None,
+    worker_index: Annotated[int, typer.Option(min=0, help="offsets the sampler seed so workers differ")] = 0,
+    trials: Annotated[int | None, typer.Option(min=1)] = None,
+    results_root: ResultsRoot = Path("results"),
+) -> None:
+    """Join a study (e.g. on a shared PostgreSQL) and train trials until its budget is spent."""
+    from dse.sweep.runner import run_worker
+    from dse.sweep.storage import mask
+
+    ran = run_worker(file, url=storage, worker_index=worker_index, trials=trials, results_root=results_root)
+    stdout.print(f"worker {worker_index} done: {ran} trials on {mask(storage)}", highlight=False)
+
+
+def _sweep_dir(name_or_dir: str, results_root: Path) -> Path:
+    path = Path(name_or_dir)
+    return path if path.is_dir() else results_root / name_or_dir
+
+
+@sweep_app.command("status")
+def sweep_status(
+    name_or_dir: Annotated[str, typer.Argument(help="sweep name or results folder")],
+    storage: StorageOption = None,
+    results_root: ResultsRoot = Path("results"),
+) -> None:
+    """Table of trials, with the best trial (or the Pareto set) starred."""
+    from dse.console import sweep_progress_line, trials_table
+    from dse.sweep.config import load_sweep
+    from dse.sweep.runner import progress_of
+    from dse.sweep.study import open_study, storage_url
+    from dse.sweep.worker import budget_total
+
+    folder = _sweep_dir(name_or_dir, results_root)
+    if not (folder / "sweep.yaml").exists():
+        raise DseError(f"{folder}: no sweep results here (expected {folder / 'sweep.yaml'})")
+    sweep = load_sweep(folder / "sweep.yaml")
+    study = open_study(sweep, folder, storage_url(sweep, storage))
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    best = {t.number for t in study.best_trials} if complete else set()
+    stdout.print(trials_table(study, sweep, best))
+    stdout.print(sweep_progress_line(progress_of(study, sweep, budget_total(sweep, None), 0.0, 0)), highlight=False)
+
+
+@sweep_app.command("export")
+def sweep_export(
+    name_or_dir: Annotated[str, typer.Argument(help="sweep name or results folder")],
+    storage: StorageOption = None,
+    results_root: ResultsRoot = Path("results"),
+) -> None:
+    """Write trials and per-epoch curves as Parquet and CSV, and draw the plots."""
+    _export_and_plot(_sweep_dir(name_or_dir, results_root), storage)
+
+
+@app.command()
+def plot(
+    name_or_dir: Annotated[str, typer.Argument(help="sweep name or results folder")],
+    storage: StorageOption = None,
+    results_root: ResultsRoot = Path("results"),
+) -> None:
+    """Draw the sweep's plots (PNG and SVG) under <results>/plots/."""
+    from dse import results as dse_results
+
+    paths = dse_results.draw_all(dse_results.load(_sweep_dir(name_or_dir, results_root), storage=storage))
+    for path in paths:
+        stdout.print(str(path), highlight=False)
+
+
 @app.callback()
 def _root() -> None:
     """Design-space exploration for SqueezeNet-family CNNs."""

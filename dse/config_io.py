@@ -37,21 +37,29 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """``["model.sr=0.25", "epochs=3"]`` -> nested updates; values are parsed as YAML scalars."""
+def set_dotted(data: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` with ``{"model.sr": 0.25}`` written into its nested mappings."""
     data = dict(data)
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected key.path=value")
+    for key, value in values.items():
         node = data
         parts = key.split(".")
         for part in parts[:-1]:
             child = node.get(part)
             node[part] = dict(child) if isinstance(child, dict) else {}
             node = node[part]
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = value
     return data
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``["model.sr=0.25", "epochs=3"]`` -> ``{"model.sr": 0.25, "epochs": 3}``; values parse as YAML."""
+    parsed = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key.path=value")
+        parsed[key] = yaml.safe_load(raw)
+    return parsed
 
 
 def parse(model: type[Model], data: dict[str, Any], source: str) -> Model:
@@ -64,4 +72,4 @@ def parse(model: type[Model], data: dict[str, Any], source: str) -> Model:
 def load(model: type[Model], path: str | Path | None, overrides: list[str] = ()) -> Model:
     """Read ``path`` (or start from defaults), apply overrides, validate against ``model``."""
     data = read_yaml(path) if path else {}
-    return parse(model, apply_overrides(data, list(overrides)), str(path or "--set"))
+    return parse(model, set_dotted(data, parse_overrides(list(overrides))), str(path or "--set"))

@@ -90,3 +90,38 @@ def results_table(results: dict, workdir) -> Table:
     for key, value in rows:
         table.add_row(key, value)
     return table
+
+
+def sweep_progress_line(p) -> str:
+    total = "?" if p.total is None else str(p.total)
+    eta = "" if p.eta_s is None else f", ETA {p.eta_s / 60:.1f} min"
+    return (f"trials {p.done}/{total} finished, {p.running} running, {p.pruned} pruned, {p.failed} failed; "
+            f"best {p.best}{eta}")
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def trials_table(study, sweep, best_numbers: set[int], limit: int = 60) -> Table:
+    """One row per trial: state, reason, swept values, objectives and size; best/Pareto starred."""
+    params = list(sweep.space) + (["seed"] if sweep.sampler.name == "grid" else [])
+    metrics = [o.metric for o in sweep.objectives]
+    extra = [m for m in ("model_size_mb", "val_top1") if m not in metrics]
+    table = Table(title=f"sweep {sweep.name}", title_justify="left")
+    for column in ["#", "state", *params, *metrics, *extra, "note"]:
+        table.add_column(column)
+    trials = study.get_trials(deepcopy=False)
+    for trial in trials[-limit:]:
+        attrs = trial.user_attrs
+        state = attrs.get("status") or trial.state.name.lower()
+        values = dict(zip(metrics, trial.values or [], strict=False))
+        star = "*" if trial.number in best_numbers else ""
+        table.add_row(
+            f"{trial.number}{star}", state, *[_fmt(trial.params.get(p)) for p in params],
+            *[_fmt(values.get(m, attrs.get(m))) for m in metrics], *[_fmt(attrs.get(m)) for m in extra],
+            (attrs.get("reason") or "")[:60],
+        )
+    return table

@@ -79,7 +79,9 @@ class Fire(nn.Module):
 
 
 class SqueezeNet(nn.Module):
-    """conv1 -> maxpool -> fire2..fire9 (pools per spec) -> dropout -> conv10 -> ReLU -> global avg."""
+    """conv1 -> maxpool -> fire2..fire9 (pools per spec) -> dropout -> conv10 -> ReLU -> global avg.
+
+    The ReLU after conv10 is the paper's (``head_relu``, on by default)."""
 
     spec: NetSpec
 
@@ -97,7 +99,7 @@ class SqueezeNet(nn.Module):
                 x = max_pool_ceil(x)
         x = nn.Dropout(cfg.dropout, deterministic=not train)(x)
         x = nn.Conv(self.spec.conv10.filters, (1, 1), kernel_init=CLASSIFIER_INIT, name="conv10")(x)
-        return jnp.mean(nn.relu(x), axis=(1, 2))
+        return jnp.mean(nn.relu(x) if cfg.head_relu else x, axis=(1, 2))
 
 
 def build_model(spec: NetSpec) -> SqueezeNet:

@@ -88,6 +88,8 @@ class ArchConfig(BaseModel):
     bypass: Bypass = "none"
     batch_norm: bool = Field(False, description="not in the paper: BatchNorm after every conv but conv10")
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
+    head_relu: bool = Field(True, description="the paper's ReLU after conv10; with few classes a class whose "
+                            "logit dies at 0 never recovers, so small-image runs may turn it off")
     init: Init = "caffe"
     num_classes: int = 1000
     input_shape: tuple[int, int, int] = (227, 227, 3)

@@ -182,6 +182,8 @@ def train_and_evaluate(cfg: TrainConfig, workdir: str | Path, *, hooks: Hooks | 
         t0 = time.perf_counter()
         test = _evaluate(eval_fn, state, splits.test, cfg, splits, data_sharding)
         timer.add("eval_s", t0)
+    if cfg.measure_latency and status == "completed":
+        test["latency_ms"] = measure_latency_ms(state, splits.train.images.shape[1:])
     cache_after = compile_cache.counts()
     images = sum(r["images"] for r in history if r["epoch"] > start_epoch)
     results = {
@@ -190,7 +192,7 @@ def train_and_evaluate(cfg: TrainConfig, workdir: str | Path, *, hooks: Hooks | 
         "epochs_completed": len([r for r in history if math.isfinite(r["train_loss"])]),
         "resumed_from_epoch": start_epoch,
         **({k: v for k, v in history[-1].items() if k.startswith("val_")} if history else {}),
-        **{f"test_{k}": v for k, v in test.items()},
+        **{k if k == "latency_ms" else f"test_{k}": v for k, v in test.items()},
         "params": summary.params,
         "model_size_mb": summary.size_mb(32),
         "model_size_bytes": summary.size_bytes(32),
@@ -207,6 +209,20 @@ def train_and_evaluate(cfg: TrainConfig, workdir: str | Path, *, hooks: Hooks | 
     }
     (workdir / "results.json").write_text(json.dumps(results, indent=2))
     return results
+
+
+def measure_latency_ms(state: TrainState, input_shape: tuple[int, ...], repeats: int = 20) -> float:
+    """Median wall time of one jitted batch-1 inference on the default device, in ms."""
+    variables = {"params": state.params, **({"batch_stats": state.batch_stats} if state.batch_stats else {})}
+    forward = jax.jit(lambda v, x: state.apply_fn(v, x, train=False))
+    x = jnp.zeros((1, *input_shape), jnp.float32)
+    forward(variables, x).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        forward(variables, x).block_until_ready()
+        times.append(time.perf_counter() - t0)
+    return 1000.0 * float(np.median(times))
 
 
 def _train_epoch(cfg: TrainConfig, epoch: int, state: TrainState, train_fn, rng, splits: Splits, steps: int,

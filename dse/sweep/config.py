@@ -1,0 +1,220 @@
+"""Schema of a sweep file: one YAML per sweep under ``sweeps/``.
+
+A sweep is a ``base`` training config (any field of ``dse train``'s config) plus a
+``space`` of dotted keys into it, each with explicit ``values`` (categorical / grid)
+or a ``low``/``high`` range (ints with ``step``, floats with ``log``).
+
+    name: quickstart
+    base: {model: {base_e: 32, incr_e: 32}, epochs: 3}
+    space:
+      model.sr: {values: [0.125, 0.25, 0.5]}
+      optim.learning_rate: {low: 0.01, high: 0.1, log: true}
+    objectives: [{metric: val_top1, goal: maximize}, {metric: model_size_mb, goal: minimize}]
+    constraints: [{metric: model_size_mb, max: 0.5}]
+    sampler: {name: tpe, seed: 0}
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from dse import config_io
+from dse.errors import ConfigError
+from dse.train.config import TrainConfig
+
+# Known before training (from the spec): usable in constraints.
+STATIC_METRICS = ("params", "model_size_mb", "macs")
+# Reported per epoch: usable for pruning when the first objective.
+EPOCH_METRICS = ("val_top1", "val_top5", "val_loss")
+METRICS = (
+    *STATIC_METRICS, *EPOCH_METRICS, "test_top1", "test_top5", "test_loss", "latency_ms",
+    "train_s", "total_s", "images_per_s",
+)
+Strict = ConfigDict(extra="forbid", frozen=True)
+
+
+class ParamSpec(BaseModel):
+    """One swept field: ``values: [...]``, or ``low``/``high`` (+ ``step`` for ints, ``log``)."""
+
+    model_config = Strict
+
+    values: list[Any] | None = None
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ParamSpec:
+        if self.values is not None:
+            if self.low is not None or self.high is not None or self.step is not None or self.log:
+                raise ValueError("give either values or low/high, not both")
+            if not self.values:
+                raise ValueError("values is empty")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("needs values, or both low and high")
+        if self.low > self.high:
+            raise ValueError(f"empty range: low {self.low} > high {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        if self.step is not None and (self.step <= 0 or self.log):
+            raise ValueError("step must be > 0 and cannot be combined with log")
+        return self
+
+    @property
+    def is_int(self) -> bool:
+        """Integer range: ``low``, ``high`` and ``step`` (if any) are all whole numbers as written."""
+        ints = [v for v in (self.low, self.high, self.step) if v is not None]
+        return self.values is None and all(float(v).is_integer() for v in ints) and self.step is not None
+
+    def grid_values(self) -> list[Any]:
+        """The points a grid visits: the values, or an int/float range stepped by ``step``."""
+        if self.values is not None:
+            return list(self.values)
+        if self.step is None:
+            raise ValueError("a grid needs values, or a range with step")
+        count = math.floor((self.high - self.low) / self.step + 1e-9) + 1
+        points = [self.low + i * self.step for i in range(count)]
+        return [int(p) for p in points] if self.is_int else [round(p, 12) for p in points]
+
+
+class Objective(BaseModel):
+    model_config = Strict
+    metric: str
+    goal: Literal["maximize", "minimize"]
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in METRICS:
+            raise ValueError(f"unknown metric {value!r}; choose from {', '.join(METRICS)}")
+        return value
+
+
+class Constraint(BaseModel):
+    """A budget checked before training: a candidate outside it is never trained."""
+
+    model_config = Strict
+    metric: str
+    max: float | None = None
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _static_with_bound(self) -> Constraint:
+        if self.metric not in STATIC_METRICS:
+            raise ValueError(f"constraints apply to metrics known before training ({', '.join(STATIC_METRICS)}), "
+                             f"not {self.metric!r}")
+        if self.max is None and self.min is None:
+            raise ValueError("needs max and/or min")
+        return self
+
+    def violation(self, metrics: dict[str, float]) -> str | None:
+        value = metrics[self.metric]
+        if self.max is not None and value > self.max:
+            return f"{self.metric}={value:.4g} > max {self.max}"
+        if self.min is not None and value < self.min:
+            return f"{self.metric}={value:.4g} < min {self.min}"
+        return None
+
+
+class SamplerConfig(BaseModel):
+    model_config = Strict
+    name: Literal["grid", "random", "tpe", "nsga2", "gp"] = "tpe"
+    seed: int = 0
+
+
+class PrunerConfig(BaseModel):
+    model_config = Strict
+    name: Literal["none", "median", "hyperband"] = "none"
+    warmup_epochs: int = Field(1, ge=0, description="median: epochs before a trial may be pruned")
+
+
+class BudgetConfig(BaseModel):
+    model_config = Strict
+    trials: int | None = Field(None, ge=1, description="trials for the whole study (grid: default all points x repeats)")
+    wall_clock_minutes: float | None = Field(None, gt=0, description="no new trial starts after this")
+    max_retries: int = Field(2, ge=0, description="retries of a trial whose worker died")
+
+
+class SweepConfig(BaseModel):
+    model_config = Strict
+
+    name: str
+    description: str = ""
+    base: dict[str, Any] = Field(default_factory=dict, description="the fixed training config (dse train's schema)")
+    space: dict[str, ParamSpec] = Field(default_factory=dict)
+    repeats: int = Field(1, ge=1, description="seeds per configuration")
+    objectives: list[Objective] = Field(default_factory=lambda: [Objective(metric="val_top1", goal="maximize")], min_length=1)
+    constraints: list[Constraint] = Field(default_factory=list)
+    sampler: SamplerConfig = SamplerConfig()
+    pruner: PrunerConfig = PrunerConfig()
+    budget: BudgetConfig = BudgetConfig()
+    storage: str | None = Field(None, description="database URL; default: an embedded journal file in the results folder")
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+            raise ValueError("must be a folder name: letters, digits, '_', '-', '.'")
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> SweepConfig:
+        if "seed" in self.space:
+            raise ValueError("space.seed: use repeats for seeds")
+        if self.sampler.name != "grid" and self.budget.trials is None and self.budget.wall_clock_minutes is None:
+            raise ValueError(f"budget: sampler {self.sampler.name} needs budget.trials or budget.wall_clock_minutes")
+        if self.sampler.name == "grid":
+            if not self.space:
+                raise ValueError("a grid sweep needs a space")
+            for key, spec in self.space.items():
+                if spec.values is None and spec.step is None:
+                    raise ValueError(f"space.{key}: a grid cannot sweep a continuous range; give values or a step")
+        if self.pruner.name != "none" and len(self.objectives) > 1:
+            raise ValueError("pruner: Optuna prunes single-objective studies only; use pruner none with several objectives")
+        if self.pruner.name != "none" and self.objectives[0].metric not in EPOCH_METRICS:
+            raise ValueError(f"pruner: the first objective must be reported per epoch ({', '.join(EPOCH_METRICS)})")
+        if self.sampler.name == "nsga2" and len(self.objectives) < 2:
+            raise ValueError("sampler nsga2 is for several objectives; add one or use tpe")
+        return self
+
+    def grid(self) -> dict[str, list[Any]]:
+        return {key: spec.grid_values() for key, spec in self.space.items()}
+
+    def design_space_size(self) -> int | None:
+        """Grid points x repeats, or None where the space has a continuous range."""
+        if any(spec.values is None and spec.step is None for spec in self.space.values()):
+            return None
+        return math.prod(len(spec.grid_values()) for spec in self.space.values()) * self.repeats
+
+    def train_config(self, values: dict[str, Any], source: str = "sweep") -> TrainConfig:
+        """The training config of one candidate: ``base`` with the swept ``values`` written in."""
+        return config_io.parse(TrainConfig, config_io.set_dotted(self.base, values), source)
+
+
+def load_sweep(path: str | Path) -> SweepConfig:
+    """Read and validate a sweep file; every problem is one line naming the key path."""
+    sweep = config_io.parse(SweepConfig, config_io.read_yaml(path), str(path))
+    _check_base_and_space(sweep, str(path))
+    return sweep
+
+
+def _check_base_and_space(sweep: SweepConfig, source: str) -> None:
+    """Fail at load on a bad base config or a swept key that is not a config field."""
+    try:
+        sweep.train_config({}, source)
+    except ConfigError as err:
+        raise ConfigError(str(err).replace(f"{source}: ", f"{source}: base.", 1)) from None
+    for key, spec in sweep.space.items():
+        sample = spec.values[0] if spec.values is not None else (int(spec.low) if spec.is_int else spec.low)
+        try:
+            sweep.train_config({key: sample}, source)
+        except ConfigError as err:
+            problem = str(err).split(": ", 2)[-1]
+            raise ConfigError(f"{source}: space.{key}: not a valid training config field or value ({problem})") from None

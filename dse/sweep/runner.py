@@ -1,0 +1,121 @@
+"""``dse sweep run``: create or resume a study and drive N local worker processes.
+
+Workers are separate processes (``dse sweep worker``), each with its own JAX, so a
+crash or a SIGKILL costs one trial and the others go on. The parent only watches the
+storage and reports progress; when the workers are done it exports tables and plots.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from dse.sweep.config import SweepConfig, load_sweep
+from dse.sweep.study import open_study, storage_url
+from dse.sweep.worker import Worker, budget_total, counted_trials
+
+
+@dataclass
+class Progress:
+    """What the terminal shows while a sweep runs."""
+
+    done: int
+    running: int
+    pruned: int
+    failed: int
+    total: int | None
+    best: str
+    eta_s: float | None
+
+
+def results_dir_for(sweep: SweepConfig, results_root: Path) -> Path:
+    return results_root / sweep.name
+
+
+def progress_of(study: optuna.Study, sweep: SweepConfig, total: int | None, started: float, done_before: int) -> Progress:
+    trials = study.get_trials(deepcopy=False)
+    states = Counter(t.state for t in trials)
+    finished = counted_trials(study)
+    eta = None
+    if total is not None and finished > done_before:
+        per_trial = (time.time() - started) / (finished - done_before)
+        eta = per_trial * max(total - finished, 0)
+    return Progress(finished, states[TrialState.RUNNING], states[TrialState.PRUNED], states[TrialState.FAIL], total,
+                    best_summary(study, sweep), eta)
+
+
+def best_summary(study: optuna.Study, sweep: SweepConfig) -> str:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return "-"
+    if len(sweep.objectives) == 1:
+        best = study.best_trial
+        return f"#{best.number} {sweep.objectives[0].metric}={best.value:.4g}"
+    return f"{len(study.best_trials)} on the Pareto front"
+
+
+def worker_command(sweep_file: Path, results_root: Path, url: str | None, index: int, trials: int | None) -> list[str]:
+    command = [sys.executable, "-m", "dse", "sweep", "worker", str(sweep_file), "--results-root", str(results_root),
+               "--worker-index", str(index)]
+    if url is not None:
+        command += ["--storage", url]
+    if trials is not None:
+        command += ["--trials", str(trials)]
+    return command
+
+
+def run_sweep(sweep_file: Path, *, workers: int = 1, url: str | None = None, trials: int | None = None,
+              results_root: Path = Path("results"), on_progress: Callable[[Progress], None] | None = None) -> optuna.Study:
+    """Create or resume the sweep's study and run ``workers`` local worker processes to the end."""
+    sweep = load_sweep(sweep_file)
+    url = storage_url(sweep, url)
+    results_dir = results_dir_for(sweep, results_root)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    study = open_study(sweep, results_dir, url)
+    shutil.copyfile(sweep_file, results_dir / "sweep.yaml")
+    total = budget_total(sweep, trials)
+    started, done_before = time.time(), counted_trials(study)
+    logs = results_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    processes = []
+    for index in range(workers):
+        log = (logs / f"worker-{index}.log").open("a")
+        processes.append(subprocess.Popen(worker_command(sweep_file, results_root, url, index, trials),
+                                          stdout=log, stderr=subprocess.STDOUT))
+    try:
+        while any(p.poll() is None for p in processes):
+            if on_progress:
+                on_progress(progress_of(study, sweep, total, started, done_before))
+            time.sleep(2.0)
+    except KeyboardInterrupt:
+        for p in processes:
+            p.terminate()
+        for p in processes:
+            p.wait()
+        raise
+    if on_progress:
+        on_progress(progress_of(study, sweep, total, started, done_before))
+    return study
+
+
+def run_worker(sweep_file: Path, *, url: str | None, worker_index: int, trials: int | None,
+               results_root: Path) -> int:
+    """One worker in this process: join (or create) the study and train until the budget is spent."""
+    sweep = load_sweep(sweep_file)
+    url = storage_url(sweep, url)
+    results_dir = results_dir_for(sweep, results_root)
+    study = open_study(sweep, results_dir, url, worker_index)
+    deadline = None
+    if sweep.budget.wall_clock_minutes is not None:
+        created = study.trials[0].datetime_start.timestamp() if study.trials and study.trials[0].datetime_start else time.time()
+        deadline = created + 60 * sweep.budget.wall_clock_minutes
+    return Worker(study, sweep, results_dir, trials, deadline).run()

@@ -1,0 +1,82 @@
+"""The one place where a sweep's ``space`` becomes Optuna suggestions, samplers and pruners."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import optuna
+
+from dse.errors import ConfigError
+from dse.sweep.config import SweepConfig
+
+SEED_PARAM = "seed"  # grid sweeps make repeats a grid axis, so each point x seed is one trial
+
+
+def _encode(value: Any) -> Any:
+    """Optuna's categorical choices are scalars; lists (e.g. pool_after) travel as JSON."""
+    return json.dumps(value) if isinstance(value, list | dict | tuple) else value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in "[{":
+        return json.loads(value)
+    return value
+
+
+def suggest(trial: optuna.Trial, sweep: SweepConfig) -> dict[str, Any]:
+    """The swept values of ``trial`` by dotted key (plus ``seed`` in grid sweeps)."""
+    values: dict[str, Any] = {}
+    for key, spec in sweep.space.items():
+        if spec.values is not None:
+            values[key] = _decode(trial.suggest_categorical(key, [_encode(v) for v in spec.values]))
+        elif spec.is_int:
+            values[key] = trial.suggest_int(key, int(spec.low), int(spec.high), step=int(spec.step))
+        else:
+            values[key] = trial.suggest_float(key, spec.low, spec.high, step=spec.step, log=spec.log)
+    if sweep.sampler.name == "grid":
+        values[SEED_PARAM] = trial.suggest_categorical(SEED_PARAM, list(range(sweep.repeats)))
+    return values
+
+
+def grid_points(sweep: SweepConfig) -> list[dict[str, Any]]:
+    """Every grid point x seed, as Optuna params (encoded), in a stable order."""
+    axes = grid_points_axes(sweep)
+    return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
+
+
+def make_sampler(sweep: SweepConfig, worker_index: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler by name. Each worker gets seed + index, so parallel workers do not
+    propose identical candidates (a known Optuna pitfall with one shared seed)."""
+    seed = sweep.sampler.seed + worker_index
+    name = sweep.sampler.name
+    if name == "grid":
+        return optuna.samplers.GridSampler(grid_points_axes(sweep), seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    try:
+        import scipy  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError:
+        raise ConfigError("sampler gp: Optuna's GPSampler needs PyTorch and SciPy: pip install 'dse[gp]'") from None
+    return optuna.samplers.GPSampler(seed=seed)
+
+
+def grid_points_axes(sweep: SweepConfig) -> dict[str, list[Any]]:
+    axes = {key: [_encode(v) for v in values] for key, values in sweep.grid().items()}
+    axes[SEED_PARAM] = list(range(sweep.repeats))
+    return axes
+
+
+def make_pruner(sweep: SweepConfig) -> optuna.pruners.BasePruner:
+    epochs = int(sweep.base.get("epochs", 10))
+    if sweep.pruner.name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=sweep.pruner.warmup_epochs)
+    if sweep.pruner.name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+    return optuna.pruners.NopPruner()

@@ -1,0 +1,43 @@
+"""Creating, resuming and describing the Optuna study behind a sweep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+
+from dse.errors import StorageError
+from dse.sweep.config import SweepConfig
+from dse.sweep.space import grid_points, make_pruner, make_sampler
+from dse.sweep.storage import mask, open_storage
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def storage_url(sweep: SweepConfig, override: str | None) -> str | None:
+    return override if override is not None else sweep.storage
+
+
+def open_study(sweep: SweepConfig, results_dir: Path, url: str | None, worker_index: int = 0) -> optuna.Study:
+    """Create the study (enqueueing every grid point x seed once) or load the existing one.
+
+    Enqueued trials are handed out by the storage one per ``ask``, so several workers
+    never train the same grid point twice.
+    """
+    storage = open_storage(url, results_dir)
+    directions = [o.goal for o in sweep.objectives]
+    common = {"study_name": sweep.name, "storage": storage, "sampler": make_sampler(sweep, worker_index),
+              "pruner": make_pruner(sweep)}
+    try:
+        study = optuna.create_study(directions=directions, **common)
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(**common)
+        if [d.name.lower() for d in study.directions] != directions:
+            raise StorageError(f"storage {mask(url)}: study {sweep.name!r} exists with other objectives "
+                               f"({[d.name.lower() for d in study.directions]}); rename the sweep") from None
+        return study
+    study.set_user_attr("sweep", sweep.model_dump(mode="json"))
+    if sweep.sampler.name == "grid":
+        for params in grid_points(sweep):
+            study.enqueue_trial(params, skip_if_exists=False)
+    return study

@@ -1,0 +1,263 @@
+"""A sweep worker: asks the study for candidates and trains them, until the budget is spent.
+
+Identical workers may run anywhere that reaches the storage. Each running trial carries
+its worker's identity and a heartbeat; any worker that finds a RUNNING trial whose
+process is gone (same host) or whose heartbeat is stale (any host) fails it with the
+reason and, within ``budget.max_retries``, enqueues the same candidate again. The run
+directory of a candidate is keyed by its values and seed, so the retry resumes from the
+dead trial's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+import dse
+from dse.arch import expand, summarize
+from dse.data import Splits, load_splits
+from dse.errors import DseError
+from dse.sweep.config import SweepConfig
+from dse.sweep.space import SEED_PARAM, suggest
+from dse.train import Hooks, train_and_evaluate
+from dse.train.trainer import resolve_config
+
+HEARTBEAT_S = 10.0
+STALE_AFTER_S = 120.0  # a trial whose heartbeat is older than this is dead, on any host
+POLL_S = 2.0
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+METRIC_KEYS = (
+    "val_top1", "val_top5", "val_loss", "test_top1", "test_top5", "test_loss", "latency_ms",
+    "compile_s", "train_s", "eval_s", "total_s", "images_per_s", "epochs_completed",
+)
+
+
+def _process_start(pid: int) -> str:
+    """Start time of ``pid`` (clock ticks since boot) so a reused pid is not mistaken for ours."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"
+
+
+def _is_dead(trial: optuna.trial.FrozenTrial, now: float) -> str | None:
+    """Why ``trial`` is a zombie, or None while its worker lives."""
+    worker = trial.user_attrs.get("worker", "")
+    host, _, rest = worker.partition(":")
+    pid, _, started = rest.partition(":")
+    if host == socket.gethostname() and pid.isdigit() and _process_start(int(pid)) != started:
+        return f"worker process {pid} on {host} is gone"
+    beat = trial.user_attrs.get("heartbeat")
+    if beat is not None and now - beat > STALE_AFTER_S:
+        return f"no heartbeat from worker {host}:{pid} for {now - beat:.0f} s"
+    return None
+
+
+def recover_dead_trials(study: optuna.Study, max_retries: int) -> list[int]:
+    """Fail the RUNNING trials whose worker died; re-enqueue each within its retry budget."""
+    recovered = []
+    now = time.time()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        reason = _is_dead(trial, now)
+        if reason is None:
+            continue
+        retries = trial.user_attrs.get("retries", 0)
+        retry = retries < max_retries
+        storage = study._storage
+        try:
+            storage.set_trial_user_attr(trial._trial_id, "status", "worker_died")
+            storage.set_trial_user_attr(trial._trial_id, "reason", reason)
+            storage.set_trial_user_attr(trial._trial_id, "will_retry", retry)
+            if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                continue
+        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
+            continue  # another worker recovered it first
+        if retry:
+            study.enqueue_trial(trial.params, user_attrs={"retries": retries + 1, "retry_of": trial.number},
+                                skip_if_exists=False)
+        recovered.append(trial.number)
+    return recovered
+
+
+def counted_trials(study: optuna.Study) -> int:
+    """Finished trials that spend the budget: a dead worker's trial that is retried does not."""
+    trials = study.get_trials(deepcopy=False, states=FINISHED)
+    return sum(1 for t in trials if not t.user_attrs.get("will_retry", False))
+
+
+def budget_total(sweep: SweepConfig, trials_override: int | None) -> int | None:
+    if trials_override is not None:
+        return trials_override
+    if sweep.budget.trials is not None:
+        return sweep.budget.trials
+    return sweep.design_space_size() if sweep.sampler.name == "grid" else None
+
+
+class _Heartbeat:
+    """Writes ``heartbeat`` into the running trial every few seconds from a daemon thread."""
+
+    def __init__(self, study: optuna.Study, trial: optuna.Trial):
+        self._stop = threading.Event()
+        self._storage, self._trial_id = study._storage, trial._trial_id
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                self._storage.set_trial_user_attr(self._trial_id, "heartbeat", time.time())
+            except Exception:  # the trial finished or the storage hiccupped; the next beat retries
+                pass
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass
+class Worker:
+    study: optuna.Study
+    sweep: SweepConfig
+    results_dir: Path
+    trials_override: int | None = None
+    deadline: float | None = None  # time.time() after which no trial starts
+
+    def __post_init__(self) -> None:
+        self._splits: dict[str, Splits] = {}
+        self.runs_dir = self.results_dir / "runs"
+
+    def run(self) -> int:
+        """Train trials until the study's budget is spent; returns how many this worker ran."""
+        ran = 0
+        total = budget_total(self.sweep, self.trials_override)
+        while True:
+            recover_dead_trials(self.study, self.sweep.budget.max_retries)
+            waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+            spent = total is not None and counted_trials(self.study) + self._running() >= total and not waiting
+            late = self.deadline is not None and time.time() > self.deadline
+            if self.sweep.sampler.name == "grid" and not waiting:
+                spent = True  # every point x seed was enqueued at creation; retries come back as WAITING
+            if spent or late:
+                if self._running() and not late:
+                    time.sleep(POLL_S)  # stay to recover a trial whose worker dies
+                    continue
+                return ran
+            self.run_trial(self.study.ask())
+            ran += 1
+
+    def _running(self) -> int:
+        return len(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+    def _data(self, cfg) -> Splits:
+        key = cfg.data.model_dump_json()
+        if key not in self._splits:
+            self._splits[key] = load_splits(cfg.data)
+        return self._splits[key]
+
+    def run_trial(self, trial: optuna.Trial) -> None:
+        trial.set_user_attr("worker", worker_identity())
+        trial.set_user_attr("heartbeat", time.time())
+        trial.set_user_attr("dse_version", dse.__version__)
+        history: list[dict] = []
+        try:
+            with _Heartbeat(self.study, trial):
+                self._train(trial, history)
+        except optuna.TrialPruned:
+            self._finish(trial, "pruned", f"pruned after epoch {len(history)}", history, TrialState.PRUNED)
+        except DseError as err:
+            self._finish(trial, "invalid", str(err), history, TrialState.FAIL)
+        except Exception as err:
+            log = self.results_dir / "logs" / f"trial-{trial.number}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(traceback.format_exc())
+            self._finish(trial, "crashed", f"{type(err).__name__}: {err} (traceback in {log})", history, TrialState.FAIL)
+        finally:
+            import jax
+
+            jax.clear_caches()  # one worker trains many architectures: do not keep every executable
+
+    def _finish(self, trial, status: str, reason: str, history: list[dict], state: TrialState, values=None) -> None:
+        trial.set_user_attr("status", status)
+        trial.set_user_attr("reason", reason)
+        trial.set_user_attr("history", history)
+        self.study.tell(trial, values, state=state)
+
+    def _train(self, trial: optuna.Trial, history: list[dict]) -> None:
+        values = suggest(trial, self.sweep)
+        grid_seed = values.pop(SEED_PARAM, None)
+        base_cfg = self.sweep.train_config(values, f"trial {trial.number}")
+        seeds = [base_cfg.seed + grid_seed] if grid_seed is not None else [base_cfg.seed + r for r in range(self.sweep.repeats)]
+        trial.set_user_attr("seed", seeds[0])
+        splits = self._data(base_cfg)
+        cfg = resolve_config(base_cfg, splits)
+        if any(o.metric == "latency_ms" for o in self.sweep.objectives):
+            cfg = cfg.model_copy(update={"measure_latency": True})
+        summary = summarize(expand(cfg.model))
+        static = {"params": summary.params, "model_size_mb": summary.size_mb(32), "macs": summary.macs}
+        trial.set_user_attr("config", cfg.model.model_dump(mode="json"))
+        for key, value in static.items():
+            trial.set_user_attr(key, value)
+        violations = [v for c in self.sweep.constraints if (v := c.violation(static))]
+        if violations:
+            self._finish(trial, "infeasible", "; ".join(violations), history, TrialState.FAIL)
+            return
+
+        first = self.sweep.objectives[0].metric
+        prunable = len(self.sweep.objectives) == 1  # Optuna takes intermediate values for one objective only
+
+        def report(record: dict) -> None:
+            history.append(record)
+            if prunable and first in record:
+                trial.report(record[first], record["epoch"])
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+
+        runs = []
+        for i, seed in enumerate(seeds):
+            run_cfg = cfg.model_copy(update={"seed": seed})
+            workdir = self.runs_dir / _run_key(values, seed)
+            hooks = Hooks(on_epoch=report if i == 0 else None)
+            result = train_and_evaluate(run_cfg, workdir, hooks=hooks, splits=splits)
+            if i == 0 and not history:
+                history.extend(result["history"])  # resumed from a checkpoint: epochs before it
+            if result["status"] == "diverged":
+                self._finish(trial, "diverged", f"loss diverged (NaN/inf) in epoch {result['diverged_epoch']} "
+                             f"with seed {seed}", result["history"], TrialState.FAIL)
+                return
+            runs.append(result)
+            shutil.rmtree(workdir / "checkpoints", ignore_errors=True)  # finished: the checkpoint is dead weight
+        metrics = _mean_metrics(runs)
+        for key, value in metrics.items():
+            trial.set_user_attr(key, value)
+        objective_values = [{**metrics, **static}[o.metric] for o in self.sweep.objectives]
+        self._finish(trial, "completed", "", runs[0]["history"], TrialState.COMPLETE, objective_values)
+
+
+def _run_key(values: dict[str, Any], seed: int) -> str:
+    """Directory name of one candidate and seed: a retry of it lands in the same place."""
+    digest = hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return f"{digest}-seed{seed}"
+
+
+def _mean_metrics(runs: list[dict]) -> dict[str, float]:
+    """Metrics averaged over the seeds of one configuration (non-grid repeats)."""
+    return {key: sum(r[key] for r in runs) / len(runs) for key in METRIC_KEYS if all(r.get(key) is not None for r in runs)}

@@ -1,0 +1,234 @@
+"""Sweeps as users run them: real worker processes, real storages, tiny budgets."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from conftest import requires_fashion_mnist
+
+from dse.errors import ConfigError, StorageError
+from dse.sweep.config import load_sweep
+from dse.sweep.storage import JOURNAL_FILE, mask, open_storage
+
+TINY_BASE = {
+    "model": {"base_e": 16, "incr_e": 16, "batch_norm": True, "head_relu": False},
+    "data": {"train_subset": 256, "val_subset": 128, "test_subset": 128},
+    "epochs": 1, "batch_size": 64, "eval_batch_size": 128,
+}
+
+
+def write_sweep(tmp_path: Path, name="tiny", **overrides) -> Path:
+    sweep = {
+        "name": name, "base": TINY_BASE, "space": {"model.sr": {"values": [0.25, 0.5]}}, "repeats": 2,
+        "objectives": [{"metric": "val_top1", "goal": "maximize"}, {"metric": "model_size_mb", "goal": "minimize"}],
+        "sampler": {"name": "grid"},
+    }
+    sweep.update(overrides)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    return path
+
+
+def dse(*args, cache: Path, **kwargs) -> subprocess.Popen | subprocess.CompletedProcess:
+    env = {**os.environ, "HOME": str(cache)}  # the persistent compilation cache lives under HOME
+    return subprocess.run([sys.executable, "-m", "dse", *map(str, args)], capture_output=True, text=True, env=env,
+                          timeout=600, **kwargs)
+
+
+def study_of(results: Path, name="tiny", storage=None) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=storage or open_storage(None, results / name))
+
+
+def finished(study):
+    return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+
+def point(trial):
+    return (trial.params["model.sr"], trial.params["seed"])
+
+
+# ---- the schema: a corpus of invalid files, each one line naming the key path ----
+INVALID = [
+    ("name: x\nbase: {}\nspace: {model.sr: {values: [0.5]}}\nsampler: {name: grid}\nbogus: 1\n", "bogus: unknown key"),
+    ("name: x\nspace: {model.sr: {values: []}}\nsampler: {name: grid}\n", "space.model.sr: values is empty"),
+    ("name: x\nspace: {model.sr: {low: 0.9, high: 0.1}}\nbudget: {trials: 3}\n", "space.model.sr: empty range"),
+    ("name: x\nspace: {model.sr: {low: 0.1, high: 0.9}}\nsampler: {name: grid}\n", "a grid cannot sweep a continuous range"),
+    ("name: x\nspace: {model.sr: {values: [0.5]}}\nobjectives: [{metric: accuracy, goal: maximize}]\nsampler: {name: grid}\n",
+     "objectives.0.metric: unknown metric 'accuracy'"),
+    ("name: x\nspace: {model.sqeeze: {values: [0.5]}}\nsampler: {name: grid}\n",
+     "space.model.sqeeze: not a valid training config"),
+    ("name: x\nbase: {optim: {lr: 0.1}}\nspace: {model.sr: {values: [0.5]}}\nsampler: {name: grid}\n",
+     "base.optim.lr: unknown key"),
+    ("name: x\nbase: {epochs: many}\nspace: {model.sr: {values: [0.5]}}\nsampler: {name: grid}\n",
+     "base.epochs: Input should be"),
+    ("name: x\nspace: {model.sr: {values: [0.5]}}\nsampler: {name: tpe}\n", "needs budget.trials or budget.wall_clock_minutes"),
+    ("name: x\nspace: {model.sr: {values: [0.5]}}\nsampler: {name: grid}\nconstraints: [{metric: val_top1, max: 0.5}]\n",
+     "constraints apply to metrics known before training"),
+    ("name: x\nspace: {model.sr: {values: [0.5]}}\nsampler: {name: grid}\npruner: {name: median}\n"
+     "objectives: [{metric: val_top1, goal: maximize}, {metric: params, goal: minimize}]\n",
+     "prunes single-objective studies only"),
+    ("name: x\nspace: {model.sr: {values: [0.5]}}\nsampler: {name: annealing}\n", "sampler.name: Input should be"),
+    ("name: x\nspace: {model.sr: {values: [0.5]}}\nsampler: {name: grid}\nrepeats: 0\n", "repeats: Input should be greater"),
+    ("name: ../evil\nspace: {model.sr: {values: [0.5]}}\nsampler: {name: grid}\n", "name: must be a folder name"),
+    ("name: x\nspace: [model.sr]\n", "space: Input should be a valid dictionary"),
+    ("name: x\nspace: {model.sr: {values: [0.5]}\n", "invalid YAML"),
+    ("- just\n- a list\n", "expected a mapping"),
+    ("name: x\nspace: {seed: {values: [1, 2]}}\nsampler: {name: grid}\n", "use repeats for seeds"),
+    ("name: x\nspace: {model.sr: {values: [0.5]}}\nsampler: {name: nsga2}\nbudget: {trials: 4}\n",
+     "nsga2 is for several objectives"),
+]
+
+
+@pytest.mark.parametrize("text, fragment", INVALID, ids=[f"invalid{i}" for i in range(len(INVALID))])
+def test_invalid_sweep_files_fail_with_one_line_naming_the_key(tmp_path, text, fragment):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_sweep(path)
+    message = str(err.value)
+    assert fragment in message and message.startswith(str(path)) and "\n" not in message, message
+
+
+def test_validate_cli_prints_design_space_and_rejects_bad_files(tmp_path):
+    good = dse("sweep", "validate", "sweeps/quickstart.yaml", cache=tmp_path)
+    assert good.returncode == 0 and "12 points x 1 seeds = 12 trials" in good.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(INVALID[0][0])
+    out = dse("sweep", "validate", bad, cache=tmp_path)
+    assert out.returncode == 2 and out.stderr.strip() == f"dse: error: {bad}: bogus: unknown key"
+
+
+@pytest.mark.parametrize("path", sorted(Path("sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_sweep_file_validates(path):
+    sweep = load_sweep(path)
+    assert sweep.name == path.stem
+
+
+def test_storage_urls_are_checked_and_credentials_masked(tmp_path):
+    assert mask("postgresql://alice:s3cret@db.example:5432/dse") == "postgresql://alice:***@db.example:5432/dse"
+    with pytest.raises(StorageError, match="SQLite locks"):
+        open_storage("sqlite:///x.db", tmp_path)
+    with pytest.raises(StorageError, match="unsupported URL scheme 'redis'"):
+        open_storage("redis://localhost", tmp_path)
+    sweep = write_sweep(tmp_path)
+    out = dse("sweep", "run", sweep, "--storage", "postgresql://alice:s3cret@127.0.0.1:1/nodb", "--results-root",
+              tmp_path / "r", cache=tmp_path)
+    assert out.returncode == 2 and "alice:***@" in out.stderr and "s3cret" not in out.stderr + out.stdout
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+# ---- running: resume, parallel workers, SIGKILL ----
+@requires_fashion_mnist
+def test_rerun_resumes_and_the_budget_counts_for_the_study(tmp_path):
+    sweep, results = write_sweep(tmp_path), tmp_path / "results"
+    first = dse("sweep", "run", sweep, "--trials", "2", "--results-root", results, cache=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert len(finished(study_of(results))) == 2
+    again = dse("sweep", "run", sweep, "--trials", "2", "--results-root", results, cache=tmp_path)
+    assert again.returncode == 0 and len(study_of(results).trials) == 2  # budget already spent: nothing new
+    rest = dse("sweep", "run", sweep, "--results-root", results, cache=tmp_path)
+    assert rest.returncode == 0, rest.stderr[-3000:]
+    study = study_of(results)
+    assert len(study.trials) == 4 and sorted(map(point, finished(study))) == [(0.25, 0), (0.25, 1), (0.5, 0), (0.5, 1)]
+    for trial in finished(study):
+        assert trial.user_attrs["status"] == "completed" and trial.user_attrs["history"]
+        assert {"params", "model_size_mb", "macs", "val_top1", "test_top1", "train_s", "dse_version"} <= trial.user_attrs.keys()
+    assert (results / "tiny" / "trials.parquet").exists() and list((results / "tiny" / "plots").glob("*.png"))
+
+
+@requires_fashion_mnist
+def test_two_local_workers_on_the_journal_cover_the_grid_once(tmp_path):
+    sweep, results = write_sweep(tmp_path), tmp_path / "results"
+    out = dse("sweep", "run", sweep, "--workers", "2", "--results-root", results, cache=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    study = study_of(results)
+    assert len(study.trials) == 4 and len(set(map(point, finished(study)))) == 4
+    logs = "".join(p.read_text() for p in (results / "tiny" / "logs").glob("worker-*.log"))
+    assert "database is locked" not in logs and "Traceback" not in logs
+    assert {t.user_attrs["worker"].split(":")[1] for t in study.trials} .__len__() == 2  # both workers trained
+
+
+@requires_fashion_mnist
+def test_sigkilled_worker_loses_only_its_trial_which_is_retried(tmp_path):
+    base = {**TINY_BASE, "epochs": 30, "data": {**TINY_BASE["data"], "train_subset": 1024}}
+    sweep = write_sweep(tmp_path, base=base, space={"model.sr": {"values": [0.25]}}, repeats=1)
+    results = tmp_path / "results"
+    env = {**os.environ, "HOME": str(tmp_path)}
+    victim = subprocess.Popen([sys.executable, "-m", "dse", "sweep", "worker", sweep, "--results-root", results], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = results / "tiny" / JOURNAL_FILE
+    deadline = time.time() + 240
+    while time.time() < deadline:  # wait until the trial has trained at least one epoch
+        time.sleep(1)
+        if journal.exists() and any(t.intermediate_values or t.user_attrs.get("history") for t in study_of(results).trials) \
+                or list((results / "tiny" / "runs").glob("*/metrics.jsonl")):
+            break
+    assert victim.poll() is None, "worker ended before it could be killed"
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert [t.state for t in study_of(results).trials] == [optuna.trial.TrialState.RUNNING]  # a zombie, for now
+    sweep.write_text(sweep.read_text().replace("epochs: 30", "epochs: 2"))  # let the retry finish quickly
+    out = dse("sweep", "worker", sweep, "--results-root", results, cache=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    dead, retry = study_of(results).trials
+    assert dead.state == optuna.trial.TrialState.FAIL and dead.user_attrs["status"] == "worker_died"
+    assert "is gone" in dead.user_attrs["reason"]
+    assert retry.state == optuna.trial.TrialState.COMPLETE and retry.user_attrs["retry_of"] == dead.number
+    assert retry.params == dead.params
+
+
+# ---- PostgreSQL: identical workers sharing a real server on loopback ----
+def _pg_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture
+def postgres(tmp_path):
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql); .ci/install installs it")
+    data = Path(f"/tmp/dse-pg-{os.getpid()}")
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir()
+    as_user = []
+    if os.geteuid() == 0:  # initdb refuses root: run the server as the postgres account
+        shutil.chown(data, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = 55432 + os.getpid() % 1000
+
+    def pg(*args):
+        subprocess.run([*as_user, *map(str, args)], check=True, capture_output=True, timeout=120)
+
+    pg(bindir / "initdb", "-D", data / "db", "-U", "dse", "--auth=trust")
+    pg(bindir / "pg_ctl", "-D", data / "db", "-l", data / "log", "-w", "-o", f"-p {port} -k {data} -h 127.0.0.1", "start")
+    try:
+        pg(bindir / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "dse", "sweeps")
+        yield f"postgresql://dse:unused@127.0.0.1:{port}/sweeps"
+    finally:
+        pg(bindir / "pg_ctl", "-D", data / "db", "-m", "immediate", "stop")
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@requires_fashion_mnist
+@pytest.mark.postgres
+def test_two_workers_share_a_postgresql_study(tmp_path, postgres):
+    sweep, results = write_sweep(tmp_path), tmp_path / "results"
+    env = {**os.environ, "HOME": str(tmp_path)}
+    command = [sys.executable, "-m", "dse", "sweep", "worker", sweep, "--storage", postgres, "--results-root", results]
+    workers = [subprocess.Popen([*command, "--worker-index", str(i)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True) for i in range(2)]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    assert all("unused" not in out for out in outputs)  # the password never reaches output
+    study = optuna.load_study(study_name="tiny", storage=postgres)
+    assert len(study.trials) == 4 and len(set(map(point, finished(study)))) == 4
+    status = dse("sweep", "status", results / "tiny", "--storage", postgres, cache=tmp_path)
+    assert status.returncode == 0 and "completed" in status.stdout
