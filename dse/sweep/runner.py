@@ -7,6 +7,7 @@ storage and reports progress; when the workers are done it exports tables and pl
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -114,6 +115,11 @@ def run_worker(sweep_file: Path, *, url: str | None, worker_index: int, trials: 
     url = storage_url(sweep, url)
     results_dir = results_dir_for(sweep, results_root)
     study = open_study(sweep, results_dir, url, worker_index)
+    if not (results_dir / "sweep.yaml").exists():  # a worker on another machine: status and plots need it
+        results_dir.mkdir(parents=True, exist_ok=True)
+        partial = results_dir / f".sweep.yaml.{os.getpid()}"
+        shutil.copyfile(sweep_file, partial)
+        os.replace(partial, results_dir / "sweep.yaml")  # atomic: workers starting together may all copy
     deadline = None
     if sweep.budget.wall_clock_minutes is not None:
         created = study.trials[0].datetime_start.timestamp() if study.trials and study.trials[0].datetime_start else time.time()

@@ -52,7 +52,10 @@ def make_sampler(sweep: SweepConfig, worker_index: int = 0) -> optuna.samplers.B
     seed = sweep.sampler.seed + worker_index
     name = sweep.sampler.name
     if name == "grid":
-        return optuna.samplers.GridSampler(grid_points_axes(sweep), seed=seed)
+        # Every point x seed is enqueued at creation (``grid_points``) and handed out by the
+        # storage, so nothing is sampled; Optuna's GridSampler would also assume each trial
+        # has its own grid id, which enqueued trials (and their retries) lack.
+        return optuna.samplers.RandomSampler(seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "tpe":

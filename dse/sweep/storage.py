@@ -8,6 +8,7 @@ SQLite is refused for sweeps: Optuna's own FAQ advises against it for parallel r
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import optuna
@@ -16,6 +17,7 @@ from dse.errors import StorageError
 
 JOURNAL_FILE = "study.journal"
 _RDB_SCHEMES = ("postgresql", "postgres", "mysql")
+CONNECT_ATTEMPTS = 3
 
 
 def mask(url: str | None) -> str:
@@ -39,8 +41,14 @@ def open_storage(url: str | None, results_dir: Path) -> optuna.storages.BaseStor
         raise StorageError(f"storage {mask(url)}: unsupported URL scheme {scheme!r}; use postgresql://user:pass@host/db")
     if scheme == "postgres":
         url = "postgresql" + url[len("postgres"):]
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
-    except Exception as err:  # driver and connection errors come in many types; all mean the same to a user
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StorageError(f"storage {mask(url)}: cannot connect: {mask(detail)}") from None
+    for attempt in range(CONNECT_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        except Exception as err:  # driver and connection errors come in many types; all mean the same to a user
+            # Workers starting together on an empty database race to create Optuna's
+            # tables; the loser finds them made on its next try.
+            if attempt + 1 < CONNECT_ATTEMPTS:
+                time.sleep(1.0 + attempt)
+                continue
+            detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise StorageError(f"storage {mask(url)}: cannot connect: {mask(detail)}") from None

@@ -134,6 +134,15 @@ class _Heartbeat:
 
 
 @dataclass
+class _Outcome:
+    status: str
+    reason: str
+    history: list[dict]
+    state: TrialState
+    values: list[float] | None = None
+
+
+@dataclass
 class Worker:
     study: optuna.Study
     sweep: SweepConfig
@@ -152,10 +161,11 @@ class Worker:
         while True:
             recover_dead_trials(self.study, self.sweep.budget.max_retries)
             waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-            spent = total is not None and counted_trials(self.study) + self._running() >= total and not waiting
-            late = self.deadline is not None and time.time() > self.deadline
+            # A dead worker's retried trial is not counted, so its retry still fits the budget.
+            spent = total is not None and counted_trials(self.study) + self._running() >= total
             if self.sweep.sampler.name == "grid" and not waiting:
                 spent = True  # every point x seed was enqueued at creation; retries come back as WAITING
+            late = self.deadline is not None and time.time() > self.deadline
             if spent or late:
                 if self._running() and not late:
                     time.sleep(POLL_S)  # stay to recover a trial whose worker dies
@@ -179,29 +189,29 @@ class Worker:
         trial.set_user_attr("dse_version", dse.__version__)
         history: list[dict] = []
         try:
+            # The heartbeat stops before the trial is told finished: a beat after that
+            # would be an update of a finished trial, which the journal rejects.
             with _Heartbeat(self.study, trial):
-                self._train(trial, history)
+                outcome = self._train(trial, history)
         except optuna.TrialPruned:
-            self._finish(trial, "pruned", f"pruned after epoch {len(history)}", history, TrialState.PRUNED)
+            outcome = _Outcome("pruned", f"pruned after epoch {len(history)}", history, TrialState.PRUNED)
         except DseError as err:
-            self._finish(trial, "invalid", str(err), history, TrialState.FAIL)
+            outcome = _Outcome("invalid", str(err), history, TrialState.FAIL)
         except Exception as err:
             log = self.results_dir / "logs" / f"trial-{trial.number}.log"
             log.parent.mkdir(parents=True, exist_ok=True)
             log.write_text(traceback.format_exc())
-            self._finish(trial, "crashed", f"{type(err).__name__}: {err} (traceback in {log})", history, TrialState.FAIL)
+            outcome = _Outcome("crashed", f"{type(err).__name__}: {err} (traceback in {log})", history, TrialState.FAIL)
         finally:
             import jax
 
             jax.clear_caches()  # one worker trains many architectures: do not keep every executable
+        trial.set_user_attr("status", outcome.status)
+        trial.set_user_attr("reason", outcome.reason)
+        trial.set_user_attr("history", outcome.history)
+        self.study.tell(trial, outcome.values, state=outcome.state)
 
-    def _finish(self, trial, status: str, reason: str, history: list[dict], state: TrialState, values=None) -> None:
-        trial.set_user_attr("status", status)
-        trial.set_user_attr("reason", reason)
-        trial.set_user_attr("history", history)
-        self.study.tell(trial, values, state=state)
-
-    def _train(self, trial: optuna.Trial, history: list[dict]) -> None:
+    def _train(self, trial: optuna.Trial, history: list[dict]) -> _Outcome:
         values = suggest(trial, self.sweep)
         grid_seed = values.pop(SEED_PARAM, None)
         base_cfg = self.sweep.train_config(values, f"trial {trial.number}")
@@ -218,8 +228,7 @@ class Worker:
             trial.set_user_attr(key, value)
         violations = [v for c in self.sweep.constraints if (v := c.violation(static))]
         if violations:
-            self._finish(trial, "infeasible", "; ".join(violations), history, TrialState.FAIL)
-            return
+            return _Outcome("infeasible", "; ".join(violations), history, TrialState.FAIL)
 
         first = self.sweep.objectives[0].metric
         prunable = len(self.sweep.objectives) == 1  # Optuna takes intermediate values for one objective only
@@ -240,16 +249,15 @@ class Worker:
             if i == 0 and not history:
                 history.extend(result["history"])  # resumed from a checkpoint: epochs before it
             if result["status"] == "diverged":
-                self._finish(trial, "diverged", f"loss diverged (NaN/inf) in epoch {result['diverged_epoch']} "
-                             f"with seed {seed}", result["history"], TrialState.FAIL)
-                return
+                reason = f"loss diverged (NaN/inf) in epoch {result['diverged_epoch']} with seed {seed}"
+                return _Outcome("diverged", reason, result["history"], TrialState.FAIL)
             runs.append(result)
             shutil.rmtree(workdir / "checkpoints", ignore_errors=True)  # finished: the checkpoint is dead weight
         metrics = _mean_metrics(runs)
         for key, value in metrics.items():
             trial.set_user_attr(key, value)
         objective_values = [{**metrics, **static}[o.metric] for o in self.sweep.objectives]
-        self._finish(trial, "completed", "", runs[0]["history"], TrialState.COMPLETE, objective_values)
+        return _Outcome("completed", "", runs[0]["history"], TrialState.COMPLETE, objective_values)
 
 
 def _run_key(values: dict[str, Any], seed: int) -> str:

@@ -1,0 +1,44 @@
+"""Sweep results: studies as DataFrames, aggregates over seeds, Pareto fronts and figures.
+
+Typical use, from the repository root::
+
+    import dse.results as dr
+    results = dr.load("quickstart")            # results/quickstart/study.journal
+    dr.aggregate(results.trials)               # mean / std / count over seeds
+    dr.export(results)                         # trials, curves (Parquet, CSV), summary.csv
+    dr.draw_all(results)                       # PNG + SVG in results/quickstart/plots/
+"""
+
+from dse.results import paper
+from dse.results.analysis import (
+    ResultsError,
+    accuracy_metric,
+    aggregate,
+    best,
+    overview,
+    param_importance,
+    pareto_front,
+    short_label,
+    swept_params,
+)
+from dse.results.frames import SweepResults, describe, export, frames_from_study, list_sweeps, load
+from dse.results.metrics import METRICS, Metric, metric
+from dse.results.plots import (
+    draw_all,
+    figures,
+    importance,
+    learning_curves,
+    macro_comparison,
+    metaparameter_sweep,
+    paper_comparison,
+    pareto,
+    table,
+    trial_curves,
+)
+
+__all__ = [
+    "METRICS", "Metric", "ResultsError", "SweepResults", "accuracy_metric", "aggregate", "best", "describe", "draw_all",
+    "export", "figures", "frames_from_study", "importance", "learning_curves", "list_sweeps", "load", "macro_comparison",
+    "metaparameter_sweep", "metric", "overview", "paper", "paper_comparison", "param_importance", "pareto", "pareto_front",
+    "short_label", "swept_params", "table", "trial_curves",
+]

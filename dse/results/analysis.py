@@ -1,0 +1,228 @@
+"""What a sweep's trials say: seeds grouped, Pareto fronts, the best trial, labels, importance.
+
+Functions here take the ``trials`` / ``curves`` frames of :func:`dse.results.load` (or
+hand-made frames with the same columns) and return frames or series; nothing reads files.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from dse.errors import DseError
+from dse.results.metrics import ACCURACIES, METRICS, SHORT_NAMES, metric
+
+MIN_TRIALS_FOR_IMPORTANCE = 8
+
+
+class ResultsError(DseError):
+    """A results folder, study or table that cannot answer the question asked."""
+
+
+def swept_params(frame: pd.DataFrame, *, seed: bool = False) -> list[str]:
+    """The swept parameters recorded in ``frame.attrs`` (without ``seed`` unless asked).
+
+    A frame read back from CSV has no attrs: then dotted columns that are not
+    ``config.*`` count as swept parameters.
+    """
+    params = frame.attrs.get("params")
+    if params is None:
+        params = [c for c in frame.columns if "." in c and not c.startswith("config.")]
+    return [p for p in params if seed or p != "seed"]
+
+
+def accuracy_metric(frame: pd.DataFrame) -> str:
+    """The accuracy the sweep optimizes (its first accuracy objective), else ``val_top1``."""
+    for objective in frame.attrs.get("objectives", []):
+        if objective["metric"] in ACCURACIES:
+            return objective["metric"]
+    return "val_top1"
+
+
+def aggregate(trials: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
+    """Mean, std and count of every metric over the repeats (seeds) of each configuration.
+
+    Only COMPLETE trials count. ``by`` defaults to every swept parameter except seed.
+    Columns: the ``by`` columns, ``trials`` (how many were grouped), ``<metric>_mean``,
+    ``<metric>_std``, ``<metric>_count`` for each metric with a value, then the
+    ``config.*`` metaparameters of the group.
+    """
+    by = list(by) if by is not None else swept_params(trials)
+    complete = trials[trials["state"] == "COMPLETE"]
+    metrics = [m for m in METRICS if m in complete and complete[m].notna().any()]
+    config = [c for c in complete.columns if c.startswith("config.") and c not in by]
+    keys = by or (lambda _: 0)  # no swept parameter: all complete trials form one group
+    grouped = complete.groupby(keys, dropna=False, sort=True)
+    parts = [grouped.size().rename("trials")]
+    if metrics:
+        stats = grouped[metrics].agg(["mean", "std", "count"])
+        stats.columns = [f"{name}_{stat}" for name, stat in stats.columns]
+        parts.append(stats)
+    if config:
+        parts.append(grouped[config].first())
+    table = pd.concat(parts, axis=1)
+    table = table.reset_index(drop=not by)
+    table.attrs.update({**trials.attrs, "by": by})
+    return table
+
+
+def pareto_front(trials: pd.DataFrame, objectives: Any) -> pd.Series:
+    """A boolean mask of the COMPLETE trials no other COMPLETE trial dominates.
+
+    ``objectives``: ``[{"metric": ..., "goal": "maximize" | "minimize"}, ...]``, pairs
+    ``(metric, goal)``, a mapping ``{metric: goal}`` or metric names (with their usual
+    goal). Trials missing an objective value are never on the front.
+
+    >>> points = pd.DataFrame({"state": "COMPLETE", "acc": [0.9, 0.8, 0.7, 0.9], "mb": [5.0, 1.0, 2.0, 6.0]})
+    >>> pareto_front(points, {"acc": "maximize", "mb": "minimize"}).tolist()
+    [True, True, False, False]
+    """
+    goals = _goals(objectives)
+    names = [name for name, _ in goals]
+    candidates = trials[names].notna().all(axis=1)
+    if "state" in trials:
+        candidates &= trials["state"] == "COMPLETE"
+    signs = np.array([1.0 if goal == "maximize" else -1.0 for _, goal in goals])
+    points = trials.loc[candidates, names].to_numpy(float) * signs  # larger is better on every axis
+    at_least = (points[:, None, :] >= points[None, :, :]).all(axis=2)  # [q, p]: q >= p everywhere
+    better = (points[:, None, :] > points[None, :, :]).any(axis=2)  # [q, p]: q > p somewhere
+    dominated = (at_least & better).any(axis=0)
+    mask = pd.Series(False, index=trials.index, name="pareto")
+    mask[candidates[candidates].index] = ~dominated
+    return mask
+
+
+def _goals(objectives: Any) -> list[tuple[str, str]]:
+    items = objectives.items() if isinstance(objectives, Mapping) else objectives
+    goals = []
+    for item in items:
+        if isinstance(item, str):
+            item = (item, metric(item).goal)
+        elif isinstance(item, Mapping):
+            item = (item["metric"], item["goal"])
+        name, goal = item
+        if goal not in ("maximize", "minimize"):
+            raise ResultsError(f"objective {name}: goal must be 'maximize' or 'minimize', got {goal!r}")
+        goals.append((name, goal))
+    return goals
+
+
+def best(trials: pd.DataFrame, metric_name: str | None = None) -> pd.Series:
+    """The COMPLETE trial with the best value of ``metric_name`` (default: the sweep's accuracy)."""
+    metric_name = metric_name or accuracy_metric(trials)
+    complete = trials[(trials["state"] == "COMPLETE") & trials[metric_name].notna()]
+    if complete.empty:
+        raise ResultsError(f"no completed trial has {metric_name} yet")
+    values = complete[metric_name]
+    return complete.loc[values.idxmax() if metric(metric_name).goal == "maximize" else values.idxmin()]
+
+
+def overview(trials: pd.DataFrame) -> pd.DataFrame:
+    """The columns a reader scans first: status, swept parameters, objectives, size, time."""
+    objectives = [o["metric"] for o in trials.attrs.get("objectives", [])]
+    wanted = ["number", "status", "reason", *swept_params(trials, seed=True), *objectives,
+              "val_top1", "model_size_mb", "macs", "epochs_completed", "duration_s"]
+    return trials[[c for c in dict.fromkeys(wanted) if c in trials]]
+
+
+def short_label(values: Mapping[str, Any]) -> str:
+    """A point label from parameter values: ``sr=0.25 pct=0.5 simple``.
+
+    >>> short_label({"model.sr": 0.25, "model.pct3x3": 0.5, "model.bypass": "simple"})
+    'sr=0.25 pct=0.5 simple'
+    """
+    parts = []
+    for param, value in values.items():
+        key = param.rsplit(".", 1)[-1]
+        if key == "bypass":
+            parts.append("vanilla" if value == "none" else str(value))
+        elif isinstance(value, bool | np.bool_):
+            parts.append(SHORT_NAMES.get(key, key) if value else f"no-{SHORT_NAMES.get(key, key)}")
+        else:
+            text = f"{value:g}" if isinstance(value, float | np.floating) else str(value)
+            parts.append(f"{SHORT_NAMES.get(key, key)}={text}")
+    return " ".join(parts)
+
+
+def row_label(row: Mapping[str, Any], params: Sequence[str]) -> str:
+    """The short label of one trial or aggregated row over ``params``."""
+    return short_label({p: row[p] for p in params if p in row and not _missing(row[p])})
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def param_importance(trials: pd.DataFrame, metric_name: str | None = None) -> pd.Series:
+    """Share of ``metric_name``'s variation due to each swept parameter (seed excluded).
+
+    Uses Optuna's fANOVA when scikit-learn is installed, else PED-ANOVA, on an in-memory
+    study rebuilt from the COMPLETE trials. ``attrs["evaluator"]`` names the method.
+
+    Raises:
+      ResultsError: fewer than two parameters vary, or too few trials completed.
+    """
+    metric_name = metric_name or accuracy_metric(trials)
+    complete = trials[(trials["state"] == "COMPLETE") & trials[metric_name].notna()]
+    varied = [p for p in swept_params(trials) if complete[p].nunique() > 1]
+    if len(varied) < 2:
+        raise ResultsError(f"parameter importance needs 2 or more varied parameters; this sweep varies {len(varied)}")
+    if len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
+        raise ResultsError(f"parameter importance needs {MIN_TRIALS_FOR_IMPORTANCE} completed trials with "
+                           f"{metric_name}; {len(complete)} so far")
+    distributions = {p: _distribution(complete[p]) for p in varied}
+    with _quiet_optuna():
+        study = optuna.create_study(direction=metric(metric_name).goal)
+        for _, row in complete.iterrows():
+            params = {p: _python(row[p]) for p in varied if not pd.isna(row[p])}
+            study.add_trial(optuna.trial.create_trial(
+                params=params, distributions={p: distributions[p] for p in params}, value=float(row[metric_name])))
+        evaluator, method = _importance_evaluator(len(complete))
+        importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    series = pd.Series(importances, name=metric_name, dtype=float)
+    series.attrs["evaluator"] = method
+    return series
+
+
+def _distribution(column: pd.Series) -> optuna.distributions.BaseDistribution:
+    values = [_python(v) for v in column.dropna().unique()]
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        if all(isinstance(v, int) for v in values):
+            return optuna.distributions.IntDistribution(min(values), max(values))
+        return optuna.distributions.FloatDistribution(min(values), max(values))
+    return optuna.distributions.CategoricalDistribution(sorted(values, key=str))
+
+
+def _python(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _importance_evaluator(n_trials: int) -> tuple[optuna.importance.BaseImportanceEvaluator, str]:
+    try:
+        import sklearn  # noqa: F401  (fANOVA fits its forest with scikit-learn)
+    except ImportError:
+        # PED-ANOVA compares the top trials with all; keep at least two on top.
+        quantile = min(0.5, max(0.1, 2 / n_trials))
+        return optuna.importance.PedAnovaImportanceEvaluator(target_quantile=quantile), "PED-ANOVA"
+    return optuna.importance.FanovaImportanceEvaluator(seed=0), "fANOVA"
+
+
+@contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    """Silence Optuna's study-created log line and small-sample warnings, then restore."""
+    logger = logging.getLogger("optuna")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)

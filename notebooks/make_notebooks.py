@@ -1,0 +1,108 @@
+"""Write the results notebooks: ``python notebooks/make_notebooks.py`` from the repository root.
+
+The notebooks only import ``dse.results`` and call it; edit the cells here, not in the
+.ipynb files, and rerun. Their first cell reads ``DSE_RESULTS_DIR`` so tests (and
+users) can point them elsewhere without editing.
+"""
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).parent
+KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+          "language_info": {"name": "python"}}
+
+
+def parameters(source: str):
+    return new_code_cell(source, metadata={"tags": ["parameters"]})
+
+
+BROWSE = [
+    parameters('import os\n\nRESULTS_DIR = os.environ.get("DSE_RESULTS_DIR", "results/quickstart")  # a results folder'),
+    new_markdown_cell(
+        "# Browse one sweep\n\n"
+        "Run from the repository root. `RESULTS_DIR` is a sweep's results folder (`results/NAME`, holding "
+        "`sweep.yaml` and `study.journal`); set it above or through the `DSE_RESULTS_DIR` environment variable."
+    ),
+    new_code_cell("%matplotlib inline\nimport dse.results as dr"),
+    new_markdown_cell("## Sweeps next to this one"),
+    new_code_cell("dr.list_sweeps(os.path.dirname(os.path.abspath(RESULTS_DIR)))"),
+    new_code_cell("results = dr.load(RESULTS_DIR)\nresults"),
+    new_markdown_cell("## Trials\n\nOne row per trial; `status` and `reason` say why a trial stopped. "
+                      "`results.trials` has every column (all `config.*` metaparameters and timings)."),
+    new_code_cell("dr.overview(results.trials)"),
+    new_markdown_cell("## Aggregated over seeds\n\nCompleted trials only: mean and spread of each configuration's repeats."),
+    new_code_cell("summary = dr.aggregate(results.trials)\ndr.table(summary)"),
+    new_markdown_cell("## Pareto front\n\nAccuracy against model size; the front's trials are listed below the plot."),
+    new_code_cell("dr.pareto(results.trials)"),
+    new_code_cell("dr.overview(results.trials[dr.pareto_front(results.trials, results.objectives)])"),
+    new_markdown_cell("## The best trial"),
+    new_code_cell("best = dr.best(results.trials)\ndr.overview(results.trials.loc[[best.name]])"),
+    new_code_cell('dr.trial_curves(results.curves, best["number"])'),
+    new_code_cell("dr.learning_curves(results.curves)"),
+    new_markdown_cell("## What mattered"),
+    new_code_cell("dr.importance(results.trials)"),
+    new_markdown_cell("## Every figure `dr.draw_all` would save for this sweep"),
+    new_code_cell("for name, figure in dr.figures(results).items():\n    display(figure)"),
+]
+
+PAPER = [
+    parameters(
+        'import os\n\n'
+        'RESULTS_DIR = os.environ.get("DSE_RESULTS_DIR", "results")  # the folder holding the sweeps\n'
+        'SWEEPS = {"sr": "sr", "pct3x3": "pct3x3", "bypass": "bypass"}  # paper result -> sweep name'
+    ),
+    new_markdown_cell(
+        "# The paper vs dse\n\n"
+        "SqueezeNet's design-space results (Iandola et al. 2016: Figure 3a squeeze ratio, Figure 3b share of "
+        "3x3 filters, Table 3 bypass; ImageNet) beside the sweeps `dse` ran. The datasets and budgets differ "
+        "(Fashion-MNIST has 10 classes, so its top-5 is saturated and top-1 is compared), so compare the "
+        "*changes against SqueezeNet's own setting* (`Δ`, percentage points), not the levels. A sweep that "
+        "is missing is skipped with a note."
+    ),
+    new_code_cell("%matplotlib inline\nimport dse.results as dr"),
+    new_code_cell(
+        'sweeps, missing = dr.paper.load_sweeps(RESULTS_DIR, SWEEPS)\nprint("\\n".join(missing) or "all sweeps found")'
+    ),
+    new_markdown_cell("## Figure 3a: squeeze ratio (SR)"),
+    new_code_cell('dr.paper.paper_table("sr")'),
+    new_code_cell(
+        'if "sr" in sweeps:\n'
+        '    comparison = dr.paper.compare("sr", sweeps["sr"].trials)\n'
+        '    display(comparison, dr.paper_comparison(comparison))\n'
+        '    display(dr.metaparameter_sweep(dr.aggregate(sweeps["sr"].trials), "model.sr"))'
+    ),
+    new_markdown_cell("## Figure 3b: share of 3x3 expand filters (pct3x3)"),
+    new_code_cell('dr.paper.paper_table("pct3x3")'),
+    new_code_cell(
+        'if "pct3x3" in sweeps:\n'
+        '    comparison = dr.paper.compare("pct3x3", sweeps["pct3x3"].trials)\n'
+        '    display(comparison, dr.paper_comparison(comparison))\n'
+        '    display(dr.metaparameter_sweep(dr.aggregate(sweeps["pct3x3"].trials), "model.pct3x3"))'
+    ),
+    new_markdown_cell("## Table 3: bypass connections"),
+    new_code_cell('dr.paper.paper_table("bypass")'),
+    new_code_cell(
+        'if "bypass" in sweeps:\n'
+        '    comparison = dr.paper.compare("bypass", sweeps["bypass"].trials)\n'
+        '    display(comparison, dr.paper_comparison(comparison))\n'
+        '    display(dr.macro_comparison(dr.aggregate(sweeps["bypass"].trials), "model.bypass"))'
+    ),
+]
+
+
+def write(name: str, cells: list) -> Path:
+    path = HERE / name
+    notebook = new_notebook(cells=cells, metadata=KERNEL)
+    for number, cell in enumerate(notebook.cells):
+        cell.id = f"cell-{number}"  # stable ids: regenerating does not churn the files
+    nbformat.validate(notebook)
+    nbformat.write(notebook, path)
+    return path
+
+
+if __name__ == "__main__":
+    for path in (write("browse_sweep.ipynb", BROWSE), write("paper_vs_dse.ipynb", PAPER)):
+        print(path)

@@ -1,0 +1,234 @@
+"""The results layer on a real journal study laid out as sweep workers leave it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+from nbclient import NotebookClient
+from results_fixture import build_sweep, final_accuracy
+
+import dse.results as dr
+from dse.errors import DseError
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    """sr x bypass x 2 seeds (SR 1.0 infeasible, one trial pruned), plus the paper's sr and bypass sweeps."""
+    root = tmp_path_factory.mktemp("results")
+    build_sweep(root, "sr_bypass")
+    build_sweep(root, "sr", space={"model.sr": [0.125, 0.25, 0.5, 0.75]}, max_size_mb=None, pruned=0)
+    build_sweep(root, "bypass", space={"model.bypass": ["none", "simple", "complex"]}, max_size_mb=None, pruned=0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def results(root) -> dr.SweepResults:
+    return dr.load("sr_bypass", results_root=root)
+
+
+def test_load_makes_one_row_per_trial_with_params_config_and_metrics(results):
+    trials = results.trials
+    assert results.name == "sr_bypass" and results.params == ["model.sr", "model.bypass", "seed"]
+    assert [o["metric"] for o in results.objectives] == ["val_top1", "model_size_mb"]
+    assert len(trials) == 16 and trials["number"].tolist() == list(range(16))
+    assert trials["status"].value_counts().to_dict() == {"completed": 11, "infeasible": 4, "pruned": 1}
+    assert set(trials.loc[trials["status"] == "infeasible", "state"]) == {"FAIL"}
+    assert trials.loc[trials["status"] == "infeasible", "reason"].str.startswith("model_size_mb 5.50 > max").all()
+    for column in ["seed", "model.sr", "model.bypass", "config.sr", "config.pct3x3", "config.stem", "config.batch_norm",
+                   "val_top1", "test_top1", "params", "model_size_mb", "macs", "latency_ms", "duration_s", "worker"]:
+        assert column in trials, column
+    assert str(trials["seed"].dtype) == "Int64" and set(trials["seed"]) == {42, 43}
+    assert (trials["config.sr"] == trials["model.sr"]).all()
+    infeasible = trials[trials["status"] == "infeasible"]
+    assert infeasible["model_size_mb"].notna().all() and infeasible["val_top1"].isna().all()  # static metrics only
+    first = trials.iloc[0]
+    assert first["val_top1"] == pytest.approx(final_accuracy({"sr": 0.125, "pct3x3": 0.5, "bypass": "none"}, 0))
+    assert first["duration_s"] > 0 and first["datetime_complete"] > first["datetime_start"]
+    assert trials.attrs["caption"] == "sweep sr_bypass: fashion_mnist, 4 epochs per trial"
+
+
+def test_curves_are_long_with_history_and_params(results):
+    curves = results.curves
+    assert len(curves) == 11 * 4 + 2  # completed trials x 4 epochs, the pruned one stopped after 2
+    pruned = curves[curves["status"] == "pruned"]
+    assert pruned["epoch"].tolist() == [1, 2] and set(pruned["model.sr"]) == {0.5}
+    for column in ["number", "epoch", "seed", "model.bypass", "train_loss", "val_top1", "learning_rate", "images"]:
+        assert column in curves, column
+    assert not curves.duplicated(["number", "epoch"]).any()
+
+
+def test_missing_folder_journal_or_study_is_a_one_line_dse_error(root, tmp_path):
+    (tmp_path / "empty").mkdir()
+    journal = root / "sr" / "study.journal"
+    cases = [
+        (lambda: dr.load("nope", results_root=root), "no such results folder"),
+        (lambda: dr.load(tmp_path / "empty"), "no study.journal"),
+        (lambda: dr.load("other", results_root=tmp_path, storage=str(journal)), "no study named 'other' (studies found: sr)"),
+        (lambda: dr.load("x", results_root=tmp_path, storage=f"sqlite:///{tmp_path}/no/such/dir/db.sqlite3"), "cannot read"),
+    ]
+    for call, fragment in cases:
+        with pytest.raises(DseError) as err:
+            call()
+        assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_storage_override_reads_a_database_copy(root, tmp_path):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    source = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(root / "bypass" / "study.journal")))
+    optuna.copy_study(from_study_name="bypass", from_storage=source, to_storage=url)
+    copied = dr.load("bypass", results_root=tmp_path, storage=url)
+    original = dr.load(root / "bypass")
+    assert copied.sweep["name"] == "bypass" and copied.directory == tmp_path / "bypass"
+    pd.testing.assert_series_equal(copied.trials["val_top1"], original.trials["val_top1"])
+
+
+def test_aggregate_groups_seeds_of_completed_trials(results):
+    agg = dr.aggregate(results.trials)
+    assert list(agg.columns[:3]) == ["model.sr", "model.bypass", "trials"]
+    assert len(agg) == 6  # 3 feasible SR values x 2 bypass; infeasible SR 1.0 has no completed trial
+    row = agg[(agg["model.sr"] == 0.25) & (agg["model.bypass"] == "simple")].iloc[0]
+    expected = [final_accuracy({"sr": 0.25, "pct3x3": 0.5, "bypass": "simple"}, seed) for seed in (0, 1)]
+    assert row["trials"] == 2 and row["val_top1_count"] == 2
+    assert row["val_top1_mean"] == pytest.approx(np.mean(expected))
+    assert row["val_top1_std"] == pytest.approx(np.std(expected, ddof=1))
+    assert agg.loc[(agg["model.sr"] == 0.5) & (agg["model.bypass"] == "simple"), "trials"].item() == 1  # one was pruned
+    by_bypass = dr.aggregate(results.trials, by=["model.bypass"])
+    assert by_bypass["trials"].tolist() == [6, 5]
+    assert dr.aggregate(results.trials, by=[])["trials"].tolist() == [11]
+
+
+def test_pareto_front_on_hand_made_points():
+    points = pd.DataFrame({
+        "state": ["COMPLETE"] * 6 + ["PRUNED", "COMPLETE"],
+        "acc": [0.90, 0.80, 0.70, 0.90, 0.85, 0.85, 0.99, np.nan],
+        "mb": [5.0, 1.0, 2.0, 6.0, 3.0, 3.0, 0.1, 0.1],
+    })
+    # 0 and 1 trade off; 2 is beaten by 1; 3 by 0; 4 and 5 tie (neither dominates the other);
+    # 6 would dominate everything but was pruned; 7 has no accuracy.
+    expected = [True, True, False, False, True, True, False, False]
+    objectives = [{"metric": "acc", "goal": "maximize"}, {"metric": "mb", "goal": "minimize"}]
+    assert dr.pareto_front(points, objectives).tolist() == expected
+    assert dr.pareto_front(points, [("acc", "maximize"), ("mb", "minimize")]).tolist() == expected
+    flipped = dr.pareto_front(points, {"acc": "minimize", "mb": "maximize"}).tolist()
+    assert flipped == [False, False, True, True, True, True, False, False]
+    three = points.assign(ms=[1.0, 9.0, 0.5, 1.0, 9.0, 9.0, 1.0, 1.0])
+    three_goals = {"acc": "maximize", "mb": "minimize", "ms": "minimize"}
+    assert dr.pareto_front(three, three_goals).tolist()[:4] == [True, True, True, False]  # 2 is now the fastest
+    with pytest.raises(DseError, match="goal must be"):
+        dr.pareto_front(points, {"acc": "up"})
+
+
+def test_pareto_front_of_the_study_trades_accuracy_for_size(results):
+    front = results.trials[dr.pareto_front(results.trials, results.objectives)]
+    assert set(front["status"]) == {"completed"}
+    assert front["model.bypass"].eq("simple").all() and sorted(front["model.sr"]) == [0.125, 0.25, 0.5]
+
+
+def test_export_writes_tables_that_round_trip(results, tmp_path):
+    written = dr.export(results, tmp_path)
+    assert sorted(p.name for p in written) == ["curves.csv", "curves.parquet", "summary.csv", "trials.csv", "trials.parquet"]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "trials.parquet"), results.trials)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "curves.parquet"), results.curves)
+    assert pd.read_parquet(tmp_path / "trials.parquet").attrs["params"] == results.params
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert len(summary) == 6 and "val_top1_mean" in summary
+
+
+def test_draw_all_saves_png_and_svg_of_figures_chosen_from_the_sweep(results, tmp_path):
+    figures = dr.figures(results)
+    assert set(figures) == {
+        "sweep_model_sr", "compare_model_bypass", "pareto_size", "pareto_macs", "learning_curves", "importance"}
+    for fig in figures.values():
+        assert fig.get_suptitle() and "fashion_mnist, 4 epochs" in fig.get_supxlabel()
+        assert fig.axes[0].get_xlabel() and all(ax.get_ylabel() for ax in fig.axes)  # twin axes share the x label
+    assert "(MB)" in figures["pareto_size"].axes[0].get_xlabel() and "(MMACs)" in figures["pareto_macs"].axes[0].get_xlabel()
+    assert "(%)" in figures["pareto_size"].axes[0].get_ylabel()
+    labels = [t.get_text() for t in figures["pareto_size"].axes[0].texts]
+    assert labels == ["sr=0.125 simple", "sr=0.25 simple", "sr=0.5 simple"]
+    written = dr.draw_all(results, tmp_path / "plots")
+    assert len(written) == 2 * len(figures) and all(p.stat().st_size > 1000 for p in written)
+    assert {p.suffix for p in written} == {".png", ".svg"}
+
+
+def test_one_parameter_sweep_gets_no_pareto_but_says_why_there_is_no_importance(root):
+    results = dr.load(root / "bypass")
+    assert set(dr.figures(results)) == {"compare_model_bypass", "pareto_size", "pareto_macs", "learning_curves"}
+    text = [t.get_text() for t in dr.importance(results.trials).axes[0].texts]
+    assert text == ["not computed: parameter importance needs 2 or more varied parameters; this sweep varies 1"]
+    table = dr.table(dr.aggregate(results.trials), "model.bypass")
+    assert list(table.index) == ["complex", "none", "simple"] and table.loc["simple", "val top-1 (%)"] == pytest.approx(87.65)
+
+
+def test_importance_from_a_study_or_its_trials(root, results):
+    importances = dr.param_importance(results.trials)
+    assert set(importances.index) == {"model.sr", "model.bypass"} and importances.sum() == pytest.approx(1.0)
+    study = optuna.load_study(study_name="sr_bypass", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(root / "sr_bypass" / "study.journal"))))
+    assert dr.importance(study).axes[0].get_xlabel().startswith("importance (% of total")
+
+
+def test_a_sweep_that_has_only_started_still_draws(tmp_path):
+    directory = build_sweep(tmp_path, "started", space={"model.sr": [1.0]}, max_size_mb=4.0, running=True)
+    results = dr.load(directory)
+    assert results.trials["status"].tolist() == ["infeasible", "infeasible", "running"]
+    assert dr.aggregate(results.trials).empty and results.curves.empty
+    assert "learning_curves.png" in {p.name for p in dr.draw_all(results)}
+    with pytest.raises(DseError, match="no completed trial"):
+        dr.best(results.trials)
+
+
+def test_paper_comparison_lines_up_changes_against_the_baseline(root):
+    comparison = dr.paper.compare("bypass", dr.load(root / "bypass").trials)
+    assert comparison["model.bypass"].tolist() == ["none", "simple", "complex"]  # the paper's order
+    assert comparison["paper Δ (pp)"].tolist() == pytest.approx([0.0, 2.9, 1.3])
+    assert comparison["measured Δ (pp)"].tolist() == pytest.approx([0.0, 1.0, 0.5])
+    assert dr.paper_comparison(comparison).get_suptitle() == "Table 3 vs measured: change from vanilla"
+    with pytest.raises(DseError, match="does not vary model.pct3x3"):
+        dr.paper.compare("pct3x3", dr.load(root / "bypass").trials)
+
+
+# --------------------------------------------------------------------------- notebooks
+
+
+def execute(name: str, results_dir: Path, monkeypatch, tmp_path) -> nbformat.NotebookNode:
+    """Run a notebook top to bottom from the repository root on this interpreter's kernel."""
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    if spec.argv[0] not in ("python", "python3", sys.executable):  # jupyter_client maps "python" to sys.executable
+        kernels = tmp_path / "jupyter" / "kernels" / "python3"
+        kernels.mkdir(parents=True)
+        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        (kernels / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Python 3", "language": "python"}))
+        monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("DSE_RESULTS_DIR", str(results_dir))
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    NotebookClient(notebook, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(REPO)}}).execute()
+    return notebook
+
+
+def outputs(notebook: nbformat.NotebookNode) -> list[dict]:
+    return [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+
+
+def test_browse_notebook_runs(results, monkeypatch, tmp_path):
+    notebook = execute("browse_sweep.ipynb", results.directory, monkeypatch, tmp_path)
+    images = [o for o in outputs(notebook) if "image/png" in o.get("data", {})]
+    assert len(images) >= 10  # Pareto, best trial, curves, importance and every draw_all figure
+    assert any("sr_bypass" in o.get("data", {}).get("text/plain", "") for o in outputs(notebook))
+
+
+def test_paper_notebook_runs_and_skips_a_missing_sweep(root, monkeypatch, tmp_path):
+    notebook = execute("paper_vs_dse.ipynb", root, monkeypatch, tmp_path)
+    printed = "".join(o.get("text", "") for o in outputs(notebook) if o["output_type"] == "stream")
+    assert "skipping pct3x3 (Figure 3b)" in printed and "skipping sr" not in printed
+    assert sum("image/png" in o.get("data", {}) for o in outputs(notebook)) == 4  # sr and bypass: comparison + sweep plot
