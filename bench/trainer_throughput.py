@@ -77,22 +77,31 @@ def bench_dse(spec, args) -> tuple[float, float]:
 
 
 def torch_squeezenet(spec):
-    """The same network in PyTorch eager, layer for layer from the dse spec."""
+    """The same network in PyTorch eager, layer for layer from the dse spec (BatchNorm and
+    the ReLU after conv10 follow the spec's options, as in dse's Flax model)."""
     import torch
     from torch import nn
+
+    batch_norm = spec.config.batch_norm
+
+    def conv(cin, cout, kernel, stride=1, padding=0, relu=True):
+        layers = [nn.Conv2d(cin, cout, kernel, stride, padding, bias=not batch_norm)]
+        layers += [nn.BatchNorm2d(cout, momentum=0.1)] if batch_norm else []
+        layers += [nn.ReLU()] if relu else []
+        return nn.Sequential(*layers)
 
     class Fire(nn.Module):
         def __init__(self, fire):
             super().__init__()
-            self.squeeze = nn.Conv2d(fire.in_channels, fire.squeeze, 1)
-            self.e1 = nn.Conv2d(fire.squeeze, fire.expand1x1, 1) if fire.expand1x1 else None
-            self.e3 = nn.Conv2d(fire.squeeze, fire.expand3x3, 3, padding=1) if fire.expand3x3 else None
+            self.squeeze = conv(fire.in_channels, fire.squeeze, 1)
+            self.e1 = conv(fire.squeeze, fire.expand1x1, 1) if fire.expand1x1 else None
+            self.e3 = conv(fire.squeeze, fire.expand3x3, 3, padding=1) if fire.expand3x3 else None
             self.bypass = fire.bypass
-            self.bypass_conv = nn.Conv2d(fire.in_channels, fire.out_channels, 1) if fire.bypass == "conv" else None
+            self.bypass_conv = conv(fire.in_channels, fire.out_channels, 1, relu=False) if fire.bypass == "conv" else None
 
         def forward(self, x):
-            s = torch.relu(self.squeeze(x))
-            y = torch.cat([torch.relu(b(s)) for b in (self.e1, self.e3) if b is not None], 1)
+            s = self.squeeze(x)
+            y = torch.cat([b(s) for b in (self.e1, self.e3) if b is not None], 1)
             if self.bypass == "identity":
                 y = y + x
             elif self.bypass_conv is not None:
@@ -100,15 +109,22 @@ def torch_squeezenet(spec):
             return y
 
     c1 = spec.conv1
-    layers = [nn.Conv2d(c1.in_channels, c1.filters, c1.kernel, c1.stride, c1.padding), nn.ReLU(),
-              nn.MaxPool2d(3, 2, ceil_mode=True)]
+    layers = [conv(c1.in_channels, c1.filters, c1.kernel, c1.stride, c1.padding), nn.MaxPool2d(3, 2, ceil_mode=True)]
     for fire in spec.fires:
         layers.append(Fire(fire))
         if fire.pool_after:
             layers.append(nn.MaxPool2d(3, 2, ceil_mode=True))
-    layers += [nn.Dropout(spec.config.dropout), nn.Conv2d(spec.conv10.in_channels, spec.conv10.filters, 1), nn.ReLU(),
-               nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    # conv10 has a bias and no BatchNorm in dse's model either
+    layers += [nn.Dropout(spec.config.dropout), nn.Conv2d(spec.conv10.in_channels, spec.conv10.filters, 1)]
+    layers += [nn.ReLU()] if spec.config.head_relu else []
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     return nn.Sequential(*layers)
+
+
+def spec_params(spec) -> int:
+    from dse.arch import summarize
+
+    return summarize(spec).params
 
 
 def bench_torch(spec, args) -> float:
@@ -117,6 +133,9 @@ def bench_torch(spec, args) -> float:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = torch_squeezenet(spec)
+    params = sum(p.numel() for p in model.parameters())
+    if params != spec_params(spec):  # identical layout, or the ratio means nothing
+        raise SystemExit(f"PyTorch twin has {params:,} parameters, the dse spec {spec_params(spec):,}")
     opt = torch.optim.SGD(model.parameters(), lr=0.04, momentum=0.9, weight_decay=2e-4)
     h, w, c = spec.input_shape
     x = torch.randn(args.batch, c, h, w)

@@ -45,7 +45,7 @@ BROWSE = [
     new_markdown_cell("## What mattered"),
     new_code_cell("dr.importance(results.trials)"),
     new_markdown_cell("## Every figure `dr.draw_all` would save for this sweep"),
-    new_code_cell("for name, figure in dr.figures(results).items():\n    display(figure)"),
+    new_code_cell("for figure in dr.figures(results).values():\n    display(figure)"),
 ]
 
 PAPER = [

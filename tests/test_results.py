@@ -232,3 +232,12 @@ def test_paper_notebook_runs_and_skips_a_missing_sweep(root, monkeypatch, tmp_pa
     printed = "".join(o.get("text", "") for o in outputs(notebook) if o["output_type"] == "stream")
     assert "skipping pct3x3 (Figure 3b)" in printed and "skipping sr" not in printed
     assert sum("image/png" in o.get("data", {}) for o in outputs(notebook)) == 4  # sr and bypass: comparison + sweep plot
+
+
+def test_results_schemas_and_cli_import_without_jax():
+    """Browsing results, validating sweeps and ``dse --help`` must not pay for JAX's import."""
+    import subprocess
+
+    code = "import sys, dse.results, dse.sweep.config, dse.arch.analytics, dse.cli; print('jax' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

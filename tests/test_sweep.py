@@ -15,6 +15,7 @@ from conftest import requires_fashion_mnist
 
 from dse.errors import ConfigError, StorageError
 from dse.sweep.config import load_sweep
+from dse.sweep.space import make_sampler
 from dse.sweep.storage import JOURNAL_FILE, mask, open_storage
 
 TINY_BASE = {
@@ -83,6 +84,8 @@ INVALID = [
     ("name: x\nspace: {seed: {values: [1, 2]}}\nsampler: {name: grid}\n", "use repeats for seeds"),
     ("name: x\nspace: {model.sr: {values: [0.5]}}\nsampler: {name: nsga2}\nbudget: {trials: 4}\n",
      "nsga2 is for several objectives"),
+    ("name: x\nspace: {model.sr: {values: [0.5]}}\nsampler: {name: grid, population_size: 8}\n",
+     "sampler: population_size applies to nsga2, not grid"),
 ]
 
 
@@ -109,6 +112,15 @@ def test_validate_cli_prints_design_space_and_rejects_bad_files(tmp_path):
 def test_every_shipped_sweep_file_validates(path):
     sweep = load_sweep(path)
     assert sweep.name == path.stem
+
+
+def test_nsga2_breeds_generations_of_the_configured_size(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("name: p\nspace: {model.sr: {values: [0.25, 0.5]}}\nbudget: {trials: 8}\n"
+                    "objectives: [{metric: val_top1, goal: maximize}, {metric: params, goal: minimize}]\n"
+                    "sampler: {name: nsga2, seed: 3, population_size: 6}\n")
+    sampler = make_sampler(load_sweep(path))
+    assert isinstance(sampler, optuna.samplers.NSGAIISampler) and sampler._population_size == 6
 
 
 def test_storage_urls_are_checked_and_credentials_masked(tmp_path):

@@ -1,18 +1,10 @@
 """Datasets and the input pipeline: on-disk formats, splits and batches."""
 
-from dse.data.arrays import ArrayDataset
-from dse.data.datasets import Splits, load_splits
-from dse.data.formats import load_cifar, load_idx, load_image_folder, load_npz
-from dse.data.pipeline import batches, steps_per_epoch
+from dse._lazy import lazy_exports
 
-__all__ = [
-    "ArrayDataset",
-    "Splits",
-    "batches",
-    "load_cifar",
-    "load_idx",
-    "load_image_folder",
-    "load_npz",
-    "load_splits",
-    "steps_per_epoch",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "arrays": ("ArrayDataset",),
+    "datasets": ("Splits", "load_splits"),
+    "pipeline": ("batches", "steps_per_epoch"),
+    "formats": ("load_cifar", "load_idx", "load_image_folder", "load_npz"),
+})

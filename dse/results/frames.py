@@ -33,6 +33,7 @@ from dse.config_io import read_yaml
 from dse.errors import DseError
 from dse.results.analysis import ResultsError, aggregate
 from dse.results.metrics import HISTORY, METRICS
+from dse.sweep.storage import mask
 
 JOURNAL = "study.journal"
 SWEEP_FILE = "sweep.yaml"
@@ -108,7 +109,8 @@ def frames_from_study(
     params = _swept_params(frozen, sweep)
     trials = _trials_frame(frozen, objectives, params)
     curves = _curves_frame(frozen, objectives, params)
-    attrs = {"sweep": sweep.get("name", study.study_name), "params": params, "objectives": objectives, "caption": describe(sweep)}
+    caption = describe(sweep, study.user_attrs.get("base_resolved"))
+    attrs = {"sweep": sweep.get("name", study.study_name), "params": params, "objectives": objectives, "caption": caption}
     trials.attrs.update(attrs)
     curves.attrs.update(attrs)
     return trials, curves, params
@@ -132,30 +134,25 @@ def list_sweeps(results_root: str | Path = "results") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["name", "description", "trials", "completed", "directory"])
 
 
-def describe(sweep: Mapping[str, Any]) -> str:
+def describe(sweep: Mapping[str, Any], base_resolved: Mapping[str, Any] | None = None) -> str:
     """The caption line of every figure: sweep, dataset and training budget.
+
+    ``base_resolved`` is the base config with defaults filled in, as the study stores it;
+    without it, what the sweep file leaves out is "not recorded".
 
     >>> describe({"name": "sr", "base": {"epochs": 10, "data": {"dataset": "fashion_mnist"}}})
     'sweep sr: fashion_mnist, 10 epochs per trial'
+    >>> describe({"name": "q", "base": {}}, {"epochs": 3, "data": {"dataset": "fashion_mnist"}})
+    'sweep q: fashion_mnist, 3 epochs per trial'
     """
-    base = sweep.get("base") or {}
-    dataset = (base.get("data") or {}).get("dataset") or _training_default("dataset")
+    base = {**(base_resolved or {}), **(sweep.get("base") or {})}
+    dataset = (base.get("data") or {}).get("dataset") or (base_resolved or {}).get("data", {}).get("dataset")
+    dataset = dataset or "dataset not recorded"
     if "epochs" in (sweep.get("space") or {}):
         epochs = "epochs swept"
     else:
-        epochs = f"{base.get('epochs') or _training_default('epochs')} epochs per trial"
+        epochs = f"{base['epochs']} epochs per trial" if base.get("epochs") else "epochs not recorded"
     return f"sweep {sweep.get('name', '?')}: {dataset}, {epochs}"
-
-
-def _training_default(key: str) -> Any:
-    """What ``dse train`` uses when a sweep's base leaves ``key`` out (imported only then: it loads JAX)."""
-    try:
-        from dse.train.config import TrainConfig
-
-        defaults = TrainConfig()
-    except Exception:  # the trainer cannot be imported here: say so rather than fail a plot
-        return f"{key} not recorded"
-    return defaults.data.dataset if key == "dataset" else getattr(defaults, key)
 
 
 def _results_dir(name_or_dir: str | Path, results_root: str | Path) -> Path:
@@ -166,7 +163,10 @@ def _results_dir(name_or_dir: str | Path, results_root: str | Path) -> Path:
 
 
 def _load_study(name: str, directory: Path, storage: Any) -> optuna.Study:
-    where = _storage_text(storage) if storage is not None else str(directory / JOURNAL)
+    if storage is None:
+        where = str(directory / JOURNAL)
+    else:
+        where = mask(str(storage)) if isinstance(storage, str | Path) else type(storage).__name__
     if storage is None:
         storage = directory / JOURNAL
         if not storage.is_file():
@@ -187,17 +187,6 @@ def _load_study(name: str, directory: Path, storage: Any) -> optuna.Study:
         raise ResultsError(f"{where}: no study named {name!r} (studies found: {found})")
     return optuna.load_study(study_name=name, storage=storage)
 
-
-def _storage_text(storage: Any) -> str:
-    """A storage for messages, without the password of a database URL."""
-    if not isinstance(storage, str | Path):
-        return type(storage).__name__
-    text = str(storage)
-    scheme, sep, rest = text.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if sep and at and ":" in credentials:
-        return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
-    return text
 
 
 def _objectives(sweep: Mapping[str, Any], study: optuna.Study) -> list[dict[str, str]]:

@@ -280,7 +280,7 @@ def figures(results: SweepResults) -> dict[str, Figure]:
     importance when it can be computed.
     """
     trials, params = results.trials, swept_params(results.trials)
-    caption = describe(results.sweep)
+    caption = trials.attrs.get("caption") or describe(results.sweep)
     accuracy = accuracy_metric(trials)
     agg = aggregate(trials, by=params)
     complete = trials[trials["state"] == "COMPLETE"]

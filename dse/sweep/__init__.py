@@ -1,6 +1,8 @@
 """Sweeps: YAML schema, the search-space translation, studies, workers and the runner."""
 
-from dse.sweep.config import SweepConfig, load_sweep
-from dse.sweep.runner import run_sweep, run_worker
+from dse._lazy import lazy_exports
 
-__all__ = ["SweepConfig", "load_sweep", "run_sweep", "run_worker"]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "config": ("SweepConfig", "load_sweep"),
+    "runner": ("run_sweep", "run_worker"),
+})

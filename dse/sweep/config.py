@@ -127,6 +127,15 @@ class SamplerConfig(BaseModel):
     model_config = Strict
     name: Literal["grid", "random", "tpe", "nsga2", "gp"] = "tpe"
     seed: int = 0
+    # NSGA-II breeds a generation from the previous one; Optuna's default of 50 would make a
+    # CPU-sized budget of a few dozen trials one random generation.
+    population_size: int | None = Field(None, ge=2, description="nsga2 only: trials per generation (default 50)")
+
+    @model_validator(mode="after")
+    def _population_for_nsga2(self) -> SamplerConfig:
+        if self.population_size is not None and self.name != "nsga2":
+            raise ValueError(f"population_size applies to nsga2, not {self.name}")
+        return self
 
 
 class PrunerConfig(BaseModel):

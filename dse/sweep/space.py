@@ -61,7 +61,8 @@ def make_sampler(sweep: SweepConfig, worker_index: int = 0) -> optuna.samplers.B
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
+        population = sweep.sampler.population_size or 50
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
     try:
         import scipy  # noqa: F401
         import torch  # noqa: F401

@@ -37,6 +37,9 @@ def open_study(sweep: SweepConfig, results_dir: Path, url: str | None, worker_in
                                f"({[d.name.lower() for d in study.directions]}); rename the sweep") from None
         return study
     study.set_user_attr("sweep", sweep.model_dump(mode="json"))
+    # ``base`` with every default filled in, so results read the dataset and epochs
+    # without importing the trainer (and stay right if a default changes later)
+    study.set_user_attr("base_resolved", sweep.train_config({}).model_dump(mode="json"))
     if sweep.sampler.name == "grid":
         for params in grid_points(sweep):
             study.enqueue_trial(params, skip_if_exists=False)

@@ -1,6 +1,8 @@
 """The JAX trainer: config schema, optimizer factory, pure steps, ``train_and_evaluate``."""
 
-from dse.train.config import OptimConfig, TrainConfig
-from dse.train.trainer import Hooks, train_and_evaluate
+from dse._lazy import lazy_exports
 
-__all__ = ["Hooks", "OptimConfig", "TrainConfig", "train_and_evaluate"]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "trainer": ("Hooks", "train_and_evaluate"),
+    "config": ("OptimConfig", "TrainConfig"),
+})
