@@ -56,6 +56,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
         train_and_evaluate(cfg, tmp_path / "resumed", hooks=_stop_after(2))
     resumed = train_and_evaluate(cfg, tmp_path / "resumed")
     assert resumed["resumed_from_epoch"] == 2
+    assert resumed["train_s_all_sessions"] > resumed["train_s"]  # the epochs before the stop count too
     assert [r["train_loss"] for r in resumed["history"]] == [r["train_loss"] for r in straight["history"]]
     for key in ("test_top1", "test_top5", "test_loss", "val_top1"):
         assert resumed[key] == straight[key], key

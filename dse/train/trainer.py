@@ -197,7 +197,8 @@ def train_and_evaluate(cfg: TrainConfig, workdir: str | Path, *, hooks: Hooks | 
         "model_size_mb": summary.size_mb(32),
         "model_size_bytes": summary.size_bytes(32),
         "macs": summary.macs,
-        **timer.totals,
+        **timer.totals,  # this invocation; a resumed run's earlier epochs are in the next line
+        "train_s_all_sessions": sum(r.get("epoch_train_s", 0.0) for r in history),
         "total_s": time.perf_counter() - started,
         "images_per_s": images / timer.totals["train_s"] if timer.totals["train_s"] else None,
         "cache_hits": cache_after["hits"] - cache_before["hits"],
