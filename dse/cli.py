@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -112,15 +113,22 @@ def sweep_run(
     from dse.console import sweep_progress_line
     from dse.sweep.runner import run_sweep
 
-    last = {"line": ""}
+    # One permanent line whenever a trial starts or ends (a log that reads well in CI
+    # or a file); on a terminal, a status line below it keeps the ETA ticking in place.
+    last = {"event": None}
+    live = stdout.status("starting workers") if stdout.is_terminal else contextlib.nullcontext()
 
     def show(progress) -> None:
         line = sweep_progress_line(progress)
-        if line != last["line"]:
+        event = (progress.done, progress.running, progress.pruned, progress.failed, progress.best)
+        if event != last["event"]:
             stdout.print(line, highlight=False)
-            last["line"] = line
+            last["event"] = event
+        if stdout.is_terminal:
+            live.update(line)
 
-    study = run_sweep(file, workers=workers, url=storage, trials=trials, results_root=results_root, on_progress=show)
+    with live:
+        study = run_sweep(file, workers=workers, url=storage, trials=trials, results_root=results_root, on_progress=show)
     _export_and_plot(results_root / study.study_name, storage)
 
 

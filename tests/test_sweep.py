@@ -147,6 +147,10 @@ def test_rerun_resumes_and_the_budget_counts_for_the_study(tmp_path):
     assert again.returncode == 0 and len(finished(study_of(results))) == 2  # budget already spent: nothing new
     rest = dse("sweep", "run", sweep, "--results-root", results, cache=tmp_path)
     assert rest.returncode == 0, rest.stderr[-3000:]
+    progress = [line for line in rest.stdout.splitlines() if line.startswith("trials ")]
+    assert progress[-1].startswith("trials 4/4 finished, 0 running")
+    events = [line.split(", ETA")[0] for line in progress]  # a line per event, not per tick of the ETA
+    assert all(a != b for a, b in zip(events, events[1:], strict=False)), progress
     study = study_of(results)
     assert len(study.trials) == 4 and sorted(map(point, finished(study))) == [(0.25, 0), (0.25, 1), (0.5, 0), (0.5, 1)]
     for trial in finished(study):

@@ -142,12 +142,15 @@ def describe(sweep: Mapping[str, Any], base_resolved: Mapping[str, Any] | None =
 
     >>> describe({"name": "sr", "base": {"epochs": 10, "data": {"dataset": "fashion_mnist"}}})
     'sweep sr: fashion_mnist, 10 epochs per trial'
-    >>> describe({"name": "q", "base": {}}, {"epochs": 3, "data": {"dataset": "fashion_mnist"}})
-    'sweep q: fashion_mnist, 3 epochs per trial'
+    >>> describe({"name": "q", "base": {"data": {"train_subset": 6000}}}, {"epochs": 3, "data": {"dataset": "fashion_mnist"}})
+    'sweep q: fashion_mnist (6,000 train images), 3 epochs per trial'
     """
-    base = {**(base_resolved or {}), **(sweep.get("base") or {})}
-    dataset = (base.get("data") or {}).get("dataset") or (base_resolved or {}).get("data", {}).get("dataset")
-    dataset = dataset or "dataset not recorded"
+    resolved = base_resolved or {}
+    base = {**resolved, **(sweep.get("base") or {})}
+    data = {**(resolved.get("data") or {}), **(base.get("data") or {})}
+    dataset = data.get("dataset") or "dataset not recorded"
+    if data.get("train_subset"):
+        dataset += f" ({data['train_subset']:,} train images)"
     if "epochs" in (sweep.get("space") or {}):
         epochs = "epochs swept"
     else:

@@ -74,7 +74,7 @@ def macro_comparison(agg: pd.DataFrame, param: str, metric_name: str = "val_top1
     acc, size = metric(metric_name), metric(size_metric)
     fig, (left, right) = _figure(f"{param_label(param)} variants: {acc.label} and {size.label}", caption, agg,
                                  ncols=2, figsize=(9.0, 4.4))
-    variants = list(dict.fromkeys(agg.sort_values(param, key=lambda s: s.astype(str))[param]))
+    variants = sorted(dict.fromkeys(agg[param]), key=_variant_order)
     lines = list(_lines(agg, param))
     width = 0.8 / max(1, len(lines))
     for i, (label, group) in enumerate(lines):
@@ -91,9 +91,20 @@ def macro_comparison(agg: pd.DataFrame, param: str, metric_name: str = "val_top1
         ax.set_xlabel(param_label(param))
         ax.set_ylabel(ylabel)
     _zoom_to_bars(left, agg, metric_name, acc.scale)
-    if any(label for label, _ in lines):
-        left.legend(fontsize="small", loc="lower right")
+    if any(label for label, _ in lines):  # above the bars, where it hides none of them
+        left.legend(fontsize="x-small", loc="upper left", ncols=min(len(lines), 4), frameon=False)
+        left.set_ylim(top=left.get_ylim()[1] + 0.12 * (left.get_ylim()[1] - left.get_ylim()[0]))
     return fig
+
+
+# The paper's order for macroarchitecture variants (Table 3: vanilla, simple, complex);
+# anything else sorts after them by its text.
+_VARIANT_ORDER = ("none", "simple", "complex", "v1.0", "v1.1", "small")
+
+
+def _variant_order(value) -> tuple[int, str]:
+    text = str(value)
+    return (_VARIANT_ORDER.index(text) if text in _VARIANT_ORDER else len(_VARIANT_ORDER), text)
 
 
 def table(agg: pd.DataFrame, param: str | None = None, metrics: Sequence[str] = ("val_top1", "val_top5"),
@@ -141,9 +152,16 @@ def pareto(trials: pd.DataFrame, x: str = "model_size_mb", y: str | None = None,
     labels: dict[tuple[float, float], list[str]] = {}  # seeds of one configuration can land on one point
     for (_, row), px, py in zip(front.iterrows(), fx, fy, strict=True):
         labels.setdefault((px, py), []).append(row_label(row, params))
-    for point, texts in labels.items():
-        ax.annotate("\n".join(dict.fromkeys(texts)), point, xytext=(4, -10), textcoords="offset points", fontsize="x-small",
-                    va="top")
+    # Neighbouring front points alternate below-right / above-left of their marker, and
+    # labels in the right third of the axis extend leftwards, so none overlaps or is cut off.
+    ax.margins(x=0.06, y=0.12)  # room for the labels of the extreme points
+    x_right = min(fx) + 0.66 * (max(fx) - min(fx)) if len(fx) else 0.0
+    for i, (point, texts) in enumerate(labels.items()):
+        below = i % 2 == 0
+        leftwards = point[0] > x_right
+        ax.annotate("\n".join(dict.fromkeys(texts)), point, textcoords="offset points", fontsize="x-small",
+                    xytext=(-4 if leftwards else 4, -8 if below else 8), va="top" if below else "bottom",
+                    ha="right" if leftwards else "left")
     ax.set_xlabel(xm.axis_label)
     ax.set_ylabel(ym.axis_label)
     if shown.empty:
