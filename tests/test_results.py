@@ -55,7 +55,7 @@ def test_load_makes_one_row_per_trial_with_params_config_and_metrics(results):
     first = trials.iloc[0]
     assert first["val_top1"] == pytest.approx(final_accuracy({"sr": 0.125, "pct3x3": 0.5, "bypass": "none"}, 0))
     assert first["duration_s"] > 0 and first["datetime_complete"] > first["datetime_start"]
-    assert trials.attrs["caption"] == "sweep sr_bypass: fashion_mnist, 4 epochs per trial"
+    assert trials.attrs["caption"] == "sweep sr_bypass: fashion_mnist, 4 epochs per trial, 2 seeds per configuration"
 
 
 def test_curves_are_long_with_history_and_params(results):

@@ -140,8 +140,8 @@ def describe(sweep: Mapping[str, Any], base_resolved: Mapping[str, Any] | None =
     ``base_resolved`` is the base config with defaults filled in, as the study stores it;
     without it, what the sweep file leaves out is "not recorded".
 
-    >>> describe({"name": "sr", "base": {"epochs": 10, "data": {"dataset": "fashion_mnist"}}})
-    'sweep sr: fashion_mnist, 10 epochs per trial'
+    >>> describe({"name": "sr", "base": {"epochs": 10, "data": {"dataset": "fashion_mnist"}}, "repeats": 2})
+    'sweep sr: fashion_mnist, 10 epochs per trial, 2 seeds per configuration'
     >>> describe({"name": "q", "base": {"data": {"train_subset": 6000}}}, {"epochs": 3, "data": {"dataset": "fashion_mnist"}})
     'sweep q: fashion_mnist (6,000 train images), 3 epochs per trial'
     """
@@ -155,7 +155,8 @@ def describe(sweep: Mapping[str, Any], base_resolved: Mapping[str, Any] | None =
         epochs = "epochs swept"
     else:
         epochs = f"{base['epochs']} epochs per trial" if base.get("epochs") else "epochs not recorded"
-    return f"sweep {sweep.get('name', '?')}: {dataset}, {epochs}"
+    seeds = f", {sweep['repeats']} seeds per configuration" if (sweep.get("repeats") or 1) > 1 else ""
+    return f"sweep {sweep.get('name', '?')}: {dataset}, {epochs}{seeds}"
 
 
 def _results_dir(name_or_dir: str | Path, results_root: str | Path) -> Path:
