@@ -182,7 +182,7 @@ def sweep_status(
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     best = {t.number for t in study.best_trials} if complete else set()
     stdout.print(trials_table(study, sweep, best))
-    stdout.print(sweep_progress_line(progress_of(study, sweep, budget_total(sweep, None), 0.0, 0)), highlight=False)
+    stdout.print(sweep_progress_line(progress_of(study, sweep, budget_total(sweep, None))), highlight=False)
 
 
 @sweep_app.command("export")

@@ -84,6 +84,8 @@ INVALID = [
     ("name: x\nspace: {seed: {values: [1, 2]}}\nsampler: {name: grid}\n", "use repeats for seeds"),
     ("name: x\nspace: {model.sr: {values: [0.5]}}\nsampler: {name: nsga2}\nbudget: {trials: 4}\n",
      "nsga2 is for several objectives"),
+    ("name: x\nbase: {model: {base_e: 32, incr_e: 32}}\nspace: {model.pct3x3: {values: [0.5, 0.01]}}\nsampler: {name: grid}\n",
+     "space: grid point model.pct3x3=0.01: pct3x3=0.01: fire2 3x3 expand width rounds to 0 (e=32)"),
     ("name: x\nspace: {model.sr: {values: [0.5]}}\nsampler: {name: grid, population_size: 8}\n",
      "sampler: population_size applies to nsga2, not grid"),
 ]

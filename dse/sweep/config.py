@@ -16,6 +16,7 @@ or a ``low``/``high`` range (ints with ``step``, floats with ``log``).
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dse import config_io
-from dse.errors import ConfigError
+from dse.errors import ConfigError, SpecError
 from dse.train.config import TrainConfig
 
 # Known before training (from the spec): usable in constraints.
@@ -211,7 +212,31 @@ def load_sweep(path: str | Path) -> SweepConfig:
     """Read and validate a sweep file; every problem is one line naming the key path."""
     sweep = config_io.parse(SweepConfig, config_io.read_yaml(path), str(path))
     _check_base_and_space(sweep, str(path))
+    if sweep.sampler.name == "grid":
+        _check_grid_architectures(sweep, str(path))
     return sweep
+
+
+# Checking every grid point's widths is pure Python (about a millisecond each); past
+# this many points the check would cost more than it saves.
+MAX_GRID_POINTS_CHECKED = 20_000
+
+
+def _check_grid_architectures(sweep: SweepConfig, source: str) -> None:
+    """Fail at load on a grid point whose widths are impossible (e.g. a pct3x3 that rounds
+    a branch to zero filters at these widths), before any trial is trained."""
+    from dse.arch.spec import expand  # pure: no JAX
+
+    grid = sweep.grid()
+    if math.prod(len(v) for v in grid.values()) > MAX_GRID_POINTS_CHECKED:
+        return
+    for point in itertools.product(*grid.values()):
+        values = dict(zip(grid, point, strict=True))
+        try:
+            expand(sweep.train_config(values, source).model)
+        except SpecError as err:
+            where = ", ".join(f"{key}={value}" for key, value in values.items())
+            raise ConfigError(f"{source}: space: grid point {where}: {err}") from None
 
 
 def _check_base_and_space(sweep: SweepConfig, source: str) -> None:
