@@ -17,6 +17,7 @@ from dse.errors import ConfigError, StorageError
 from dse.sweep.config import load_sweep
 from dse.sweep.space import make_sampler
 from dse.sweep.storage import JOURNAL_FILE, mask, open_storage
+from dse.sweep.study import open_study
 
 TINY_BASE = {
     "model": {"base_e": 16, "incr_e": 16, "batch_norm": True, "head_relu": False},
@@ -114,6 +115,18 @@ def test_validate_cli_prints_design_space_and_rejects_bad_files(tmp_path):
 def test_every_shipped_sweep_file_validates(path):
     sweep = load_sweep(path)
     assert sweep.name == path.stem
+
+
+def test_resuming_a_grid_whose_file_changed_is_refused(tmp_path):
+    results = tmp_path / "results"
+    study = open_study(load_sweep(write_sweep(tmp_path)), results, None)
+    assert len(study.trials) == 4  # 2 points x 2 seeds enqueued
+    assert len(open_study(load_sweep(write_sweep(tmp_path)), results, None).trials) == 4  # same file: resumes
+    changed = load_sweep(write_sweep(tmp_path, space={"model.sr": {"values": [0.25, 0.75]}}))
+    with pytest.raises(StorageError, match="study 'tiny' was created with another space"):
+        open_study(changed, results, None)
+    with pytest.raises(StorageError, match="another repeats"):
+        open_study(load_sweep(write_sweep(tmp_path, repeats=3)), results, None)
 
 
 def test_nsga2_breeds_generations_of_the_configured_size(tmp_path):

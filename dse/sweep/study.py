@@ -35,6 +35,7 @@ def open_study(sweep: SweepConfig, results_dir: Path, url: str | None, worker_in
         if [d.name.lower() for d in study.directions] != directions:
             raise StorageError(f"storage {mask(url)}: study {sweep.name!r} exists with other objectives "
                                f"({[d.name.lower() for d in study.directions]}); rename the sweep") from None
+        _check_same_grid(study, sweep, url)
         return study
     study.set_user_attr("sweep", sweep.model_dump(mode="json"))
     # ``base`` with every default filled in, so results read the dataset and epochs
@@ -44,3 +45,16 @@ def open_study(sweep: SweepConfig, results_dir: Path, url: str | None, worker_in
         for params in grid_points(sweep):
             study.enqueue_trial(params, skip_if_exists=False)
     return study
+
+
+def _check_same_grid(study: optuna.Study, sweep: SweepConfig, url: str | None) -> None:
+    """A grid is enqueued once, when the study is created: resuming it from a file whose
+    grid or repeats changed would silently train the old grid, so say so instead."""
+    stored = study.user_attrs.get("sweep") or {}
+    if sweep.sampler.name != "grid" or not stored:
+        return
+    current = sweep.model_dump(mode="json")
+    for key in ("space", "repeats"):
+        if stored.get(key) != current.get(key):
+            raise StorageError(f"storage {mask(url)}: study {sweep.name!r} was created with another {key} "
+                               f"({stored.get(key)}); rename the sweep, or remove its results to start over")
