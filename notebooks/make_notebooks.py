@@ -20,7 +20,7 @@ def parameters(source: str):
 
 
 BROWSE = [
-    parameters('import os\n\nRESULTS_DIR = os.environ.get("DSE_RESULTS_DIR", "results/quickstart")  # a results folder'),
+    parameters('import os\n\nRESULTS_DIR = os.environ.get("DSE_RESULTS_DIR", "results/pareto")  # a results folder'),
     new_markdown_cell(
         "# Browse one sweep\n\n"
         "Run from the repository root. `RESULTS_DIR` is a sweep's results folder (`results/NAME`, holding "
