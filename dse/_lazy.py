@@ -17,6 +17,7 @@ def lazy_exports(
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]], list[str]]:
     """``(__getattr__, __dir__, __all__)`` for ``package``; ``modules`` maps a submodule to its exported names."""
     exports = {name: module for module, names in modules.items() for name in names}
+    public = sorted(exports)
 
     def __getattr__(name: str) -> Any:
         if name not in exports:
@@ -24,6 +25,6 @@ def lazy_exports(
         return getattr(importlib.import_module(f"{package}.{exports[name]}"), name)
 
     def __dir__() -> list[str]:
-        return sorted(exports)
+        return public
 
-    return __getattr__, __dir__, sorted(exports)
+    return __getattr__, __dir__, public

@@ -94,8 +94,7 @@ def results_table(results: dict, workdir) -> Table:
 
 def sweep_progress_line(p) -> str:
     total = "?" if p.total is None else str(p.total)
-    finished = p.total is not None and p.done >= p.total
-    eta = "" if p.eta_s is None or finished else f", ETA {p.eta_s / 60:.1f} min"
+    eta = "" if p.eta_s is None else f", ETA {p.eta_s / 60:.1f} min"
     return (f"trials {p.done}/{total} finished, {p.running} running, {p.pruned} pruned, {p.failed} failed; "
             f"best {p.best}{eta}")
 

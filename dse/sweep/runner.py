@@ -44,14 +44,15 @@ def results_dir_for(sweep: SweepConfig, results_root: Path) -> Path:
 
 def progress_of(study: optuna.Study, sweep: SweepConfig, total: int | None, started: float | None = None,
                 done_before: int = 0) -> Progress:
-    """Counts and best so far; an ETA only when ``started`` (this run's start time) is given."""
+    """Counts and best so far; an ETA only when ``started`` (this run's start time) is given
+    and trials remain."""
     trials = study.get_trials(deepcopy=False)
     states = Counter(t.state for t in trials)
     finished = counted_trials(study)
     eta = None
-    if started is not None and total is not None and finished > done_before:
+    if started is not None and total is not None and done_before < finished < total:
         per_trial = (time.time() - started) / (finished - done_before)
-        eta = per_trial * max(total - finished, 0)
+        eta = per_trial * (total - finished)
     return Progress(finished, states[TrialState.RUNNING], states[TrialState.PRUNED], states[TrialState.FAIL], total,
                     best_summary(study, sweep), eta)
 
