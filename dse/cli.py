@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import os
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +16,7 @@ import pydantic
 import typer
 from rich.console import Console
 
+from dse.contract import SweepLayout
 from dse.errors import DseError, config_error
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Design-space exploration for SqueezeNet-family CNNs.")
@@ -73,8 +78,10 @@ def train(
     """Train one network (from a YAML config and/or --set overrides) and report its results."""
     from dse import config_io
     from dse.console import TrainProgress, results_table
+    from dse.contract import RunLayout
     from dse.train import TrainConfig, train_and_evaluate
 
+    _crash_log_in(RunLayout(workdir).crash_log)
     overrides = list(set_ or []) + ([f"epochs={epochs}"] if epochs is not None else [])
     cfg = config_io.load(TrainConfig, config, overrides)
     with TrainProgress(stdout) as progress:
@@ -113,6 +120,7 @@ def sweep_run(
     from dse.console import sweep_progress_line
     from dse.sweep.runner import run_sweep
 
+    _sweep_file_layout(file, results_root)
     # One permanent line whenever a trial starts or ends (a log that reads well in CI
     # or a file); on a terminal, a status line below it keeps the ETA ticking in place.
     last = {"event": None}
@@ -152,13 +160,24 @@ def sweep_worker(
     from dse.sweep.runner import run_worker
     from dse.sweep.storage import mask
 
+    _sweep_file_layout(file, results_root)
     ran = run_worker(file, url=storage, worker_index=worker_index, trials=trials, results_root=results_root)
     stdout.print(f"worker {worker_index} done: {ran} trials on {mask(storage)}", highlight=False)
 
 
-def _sweep_dir(name_or_dir: str, results_root: Path) -> Path:
+def _sweep_layout(name_or_dir: str | Path, results_root: Path) -> SweepLayout:
+    """The results folder named on the command line (a folder, or a sweep name under ``results_root``);
+    this command's unexpected errors are logged there."""
     path = Path(name_or_dir)
-    return path if path.is_dir() else results_root / name_or_dir
+    layout = SweepLayout(path if path.is_dir() else results_root / name_or_dir)
+    _crash_log_in(layout.crash_log)
+    return layout
+
+
+def _sweep_file_layout(file: Path, results_root: Path) -> SweepLayout:
+    from dse.sweep.config import load_sweep
+
+    return _sweep_layout(results_root / load_sweep(file).name, results_root)
 
 
 @sweep_app.command("status")
@@ -174,11 +193,11 @@ def sweep_status(
     from dse.sweep.study import open_study, storage_url
     from dse.sweep.worker import budget_total
 
-    folder = _sweep_dir(name_or_dir, results_root)
-    if not (folder / "sweep.yaml").exists():
-        raise DseError(f"{folder}: no sweep results here (expected {folder / 'sweep.yaml'})")
-    sweep = load_sweep(folder / "sweep.yaml")
-    study = open_study(sweep, folder, storage_url(sweep, storage))
+    layout = _sweep_layout(name_or_dir, results_root)
+    if not layout.sweep_file.exists():
+        raise DseError(f"{layout.root}: no sweep results here (expected {layout.sweep_file})")
+    sweep = load_sweep(layout.sweep_file)
+    study = open_study(sweep, layout.root, storage_url(sweep, storage))
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     best = {t.number for t in study.best_trials} if complete else set()
     stdout.print(trials_table(study, sweep, best))
@@ -192,7 +211,7 @@ def sweep_export(
     results_root: ResultsRoot = Path("results"),
 ) -> None:
     """Write trials and per-epoch curves as Parquet and CSV, and draw the plots."""
-    _export_and_plot(_sweep_dir(name_or_dir, results_root), storage)
+    _export_and_plot(_sweep_layout(name_or_dir, results_root).root, storage)
 
 
 @app.command()
@@ -204,20 +223,67 @@ def plot(
     """Draw the sweep's plots (PNG and SVG) under <results>/plots/."""
     from dse import results as dse_results
 
-    paths = dse_results.draw_all(dse_results.load(_sweep_dir(name_or_dir, results_root), storage=storage))
+    paths = dse_results.draw_all(dse_results.load(_sweep_layout(name_or_dir, results_root).root, storage=storage))
     for path in paths:
         stdout.print(str(path), highlight=False)
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="print the traceback of an unexpected error (also DSE_DEBUG=1)")] = False,
+) -> None:
     """Design-space exploration for SqueezeNet-family CNNs."""
+    _session.debug = _session.debug or debug
+
+
+@dataclasses.dataclass
+class _Session:
+    """What the top-level handler needs to know about the command that is running."""
+
+    debug: bool = os.environ.get("DSE_DEBUG", "") not in ("", "0")
+    crash_log: Path | None = None  # the run's or sweep's folder, once the command knows it
+
+
+_session = _Session()
+
+
+def _crash_log_in(path: Path) -> None:
+    """Unexpected errors of this command write their traceback to ``path``."""
+    _session.crash_log = path
+
+
+def _write_crash_log() -> Path:
+    text = f"dse {' '.join(sys.argv[1:])}\n{traceback.format_exc()}"
+    for path in (_session.crash_log, Path(tempfile.gettempdir()) / f"dse-crash-{os.getpid()}.log"):
+        if path is None:
+            continue
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            return path
+        except OSError:
+            continue  # an unwritable folder: fall back to the temporary one
+    raise RuntimeError("no writable place for the crash log")
 
 
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2 (click's usage errors too)."""
+    """Entry point. User errors: one line on stderr, exit 2 (click's usage errors too). Anything
+    else is a bug: one line naming it and the file holding its traceback, exit 1 (``--debug`` or
+    ``DSE_DEBUG=1`` print the traceback instead)."""
     try:
         app()
     except DseError as err:
         stderr.print(f"dse: error: {err}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        stderr.print("dse: interrupted", markup=False, highlight=False)
+        sys.exit(130)
+    except Exception as err:
+        if _session.debug:
+            traceback.print_exc()
+            sys.exit(1)
+        log = _write_crash_log()
+        problem = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        stderr.print(f"dse: internal error: {type(err).__name__}{': ' + problem if problem else ''} "
+                     f"(traceback in {log}; --debug prints it)", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)

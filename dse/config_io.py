@@ -12,17 +12,30 @@ from typing import Any, TypeVar
 import pydantic
 import yaml
 
-from dse.errors import ConfigError, config_error
+from dse.errors import ConfigError, DseError, config_error
 
 Model = TypeVar("Model", bound=pydantic.BaseModel)
 
 
+def read_text(path: Path, error: type[DseError] = ConfigError) -> str:
+    """The file's UTF-8 text; unreadable or non-text files raise ``error`` with one line."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise error(f"{path}: cannot read: {err.strerror or err}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
+                    "save it as UTF-8") from None
+    if "\x00" in text:
+        raise error(f"{path}: not a text file (it contains NUL bytes)")
+    return text
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from None
+    text = read_text(path, ConfigError)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -49,6 +62,33 @@ def set_dotted(data: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
             node = node[part]
         node[parts[-1]] = value
     return data
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings -> one mapping by dotted key (the inverse of :func:`set_dotted`).
+
+    >>> flatten({"model": {"sr": 0.25}, "epochs": 3})
+    {'model.sr': 0.25, 'epochs': 3}
+    """
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def changed_keys(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """``"key old -> new"`` for every dotted key whose value differs between two nested mappings.
+
+    >>> changed_keys({"epochs": 12, "optim": {"lr": 0.1}}, {"epochs": 30, "optim": {"lr": 0.1}})
+    ['epochs 12 -> 30']
+    """
+    old, new = flatten(before), flatten(after)
+    missing = "(unset)"
+    return [f"{key} {old.get(key, missing)} -> {new.get(key, missing)}" for key in sorted(old.keys() | new.keys())
+            if old.get(key, missing) != new.get(key, missing)]
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:

@@ -7,7 +7,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dse.arch.analytics import Summary
-from dse.train.trainer import Hooks
+from dse.contract import TrialStatus
+from dse.train.hooks import Hooks
 
 
 def _n(value: int | None) -> str:
@@ -85,7 +86,7 @@ def results_table(results: dict, workdir) -> Table:
         ("images/s", f"{results['images_per_s'] or 0:.0f}"),
         ("compilation cache hits / misses", f"{results['cache_hits']} / {results['cache_misses']}"),
     ]
-    if results["status"] == "diverged":
+    if results["status"] == TrialStatus.DIVERGED:
         rows.insert(0, ("diverged in epoch", str(results["diverged_epoch"])))
     for key, value in rows:
         table.add_row(key, value)

@@ -4,6 +4,7 @@ import random
 
 import jax
 import jax.numpy as jnp
+import pydantic
 import pytest
 
 from dse.arch import ArchConfig, build_model, count_params, expand, init_variables, summarize
@@ -72,16 +73,41 @@ def test_pct3x3_extremes_drop_a_branch():
     assert all(f.expand1x1 == 0 for f in expand(ArchConfig(pct3x3=1.0)).fires)
 
 
+OUT_OF_BOUNDS = [
+    ({"sr": 0.0}, "sr=0.0: squeeze ratio must be in (0, 1]"),
+    ({"sr": 1.01}, "sr=1.01"),
+    ({"pct3x3": -0.1}, "pct3x3=-0.1: must be in [0, 1]"),
+    ({"pct3x3": 1.5}, "pct3x3=1.5"),
+    ({"base_e": 0}, "base_e=0: must be a positive integer"),
+    ({"freq": 0}, "freq=0: must be a positive integer"),
+    ({"incr_e": -1}, "incr_e=-1: must be >= 0"),
+    ({"stem_filters": 0}, "stem_filters=0: must be >= 1"),
+    ({"num_classes": 0}, "num_classes=0: must be >= 1"),
+]
+
+
+@pytest.mark.parametrize("overrides, fragment", OUT_OF_BOUNDS)
+def test_bounds_live_in_the_schema_and_the_generator_checks_them_again(overrides, fragment):
+    with pytest.raises(pydantic.ValidationError) as err:
+        ArchConfig(**overrides)
+    assert fragment in str(err.value)
+    # A config copied without validation (model_copy) still cannot reach the model.
+    with pytest.raises(SpecError) as err:
+        expand(ArchConfig().model_copy(update=overrides))
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_every_bound_is_checked_and_its_edges_are_inside():
+    from dse.arch.spec import BOUNDS, bound_violation
+
+    assert set(BOUNDS) == {name for overrides, _ in OUT_OF_BOUNDS for name in overrides}
+    assert bound_violation("sr", 1.0) is None and bound_violation("pct3x3", 0.0) is None
+    assert bound_violation("pct3x3", 1.0) is None and bound_violation("incr_e", 0) is None
+
+
 @pytest.mark.parametrize(
     "overrides, fragment",
     [
-        ({"sr": 0.0}, "sr=0.0: squeeze ratio must be in (0, 1]"),
-        ({"sr": 1.01}, "sr=1.01"),
-        ({"pct3x3": -0.1}, "pct3x3=-0.1: must be in [0, 1]"),
-        ({"pct3x3": 1.5}, "pct3x3=1.5"),
-        ({"base_e": 0}, "base_e=0: must be a positive integer"),
-        ({"freq": 0}, "freq=0: must be a positive integer"),
-        ({"incr_e": -1}, "incr_e=-1: must be >= 0"),
         ({"base_e": 4, "incr_e": 0, "sr": 0.1}, "rounds to 0"),
         ({"base_e": 16, "pct3x3": 0.01}, "3x3 expand width rounds to 0"),
         ({"freq": 1, "bypass": "simple"}, "bypass=simple: fire3 input width"),

@@ -49,6 +49,10 @@ class Summary:
     def size_mb(self, bits: int = 32) -> float:
         return self.size_bytes(bits) / MIB
 
+    def static_metrics(self) -> dict[str, float]:
+        """The metrics known before training, by their names in :data:`dse.contract.METRICS`."""
+        return {"params": self.params, "model_size_mb": self.size_mb(32), "macs": self.macs}
+
     def to_dict(self, bits: int = 32) -> dict:
         return {
             "layers": [asdict(layer) for layer in self.layers],

@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from dse.errors import SpecError
 
@@ -68,6 +68,41 @@ PRESETS: dict[str, dict[str, Any]] = {
 SIMPLE_BYPASS_FIRES = (1, 3, 5, 7)
 
 
+@dataclass(frozen=True)
+class Bound:
+    """The domain of one metaparameter, with the rule as users read it."""
+
+    rule: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # low itself is outside
+
+    def contains(self, value: float) -> bool:
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        return above and (self.high is None or value <= self.high)
+
+
+# Every bound of a metaparameter, in one place: the schema checks them when a config is
+# built, the generator again (configs made with model_copy skip validation), and a sweep
+# file's ranges are checked against them at load.
+BOUNDS: dict[str, Bound] = {
+    "base_e": Bound("must be a positive integer", low=1),
+    "incr_e": Bound("must be >= 0", low=0),
+    "freq": Bound("must be a positive integer", low=1),
+    "sr": Bound("squeeze ratio must be in (0, 1]", low=0, high=1, low_open=True),
+    "pct3x3": Bound("must be in [0, 1]", low=0, high=1),
+    "stem_filters": Bound("must be >= 1", low=1),
+    "num_classes": Bound("must be >= 1", low=1),
+}
+
+
+def bound_violation(name: str, value: Any) -> str | None:
+    """``"sr=1.5: squeeze ratio must be in (0, 1]"``, or None inside the bound (or for None)."""
+    if value is None or BOUNDS[name].contains(value):
+        return None
+    return f"{name}={value}: {BOUNDS[name].rule}"
+
+
 class ArchConfig(BaseModel):
     """Micro- and macroarchitecture of one SqueezeNet candidate.
 
@@ -104,6 +139,14 @@ class ArchConfig(BaseModel):
                 raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
             data = {**PRESETS[name], **data}
         return data
+
+    @field_validator(*BOUNDS)
+    @classmethod
+    def _within_bounds(cls, value: Any, info: ValidationInfo) -> Any:
+        problem = bound_violation(info.field_name, value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> ArchConfig:
@@ -172,19 +215,12 @@ def expand_widths(i: int, cfg: ArchConfig) -> tuple[int, int, int]:
 
 def validate(cfg: ArchConfig) -> None:
     """Reject metaparameters outside the paper's domain, naming the rule."""
-    rules = [
-        (cfg.base_e >= 1, f"base_e={cfg.base_e}: must be a positive integer"),
-        (cfg.incr_e >= 0, f"incr_e={cfg.incr_e}: must be >= 0"),
-        (cfg.freq >= 1, f"freq={cfg.freq}: must be a positive integer"),
-        (0 < cfg.sr <= 1, f"sr={cfg.sr}: squeeze ratio must be in (0, 1]"),
-        (0 <= cfg.pct3x3 <= 1, f"pct3x3={cfg.pct3x3}: must be in [0, 1]"),
-        (cfg.num_classes >= 1, f"num_classes={cfg.num_classes}: must be >= 1"),
-        (min(cfg.input_shape) >= 1, f"input_shape={list(cfg.input_shape)}: every dimension must be >= 1"),
-        (cfg.stem_filters is None or cfg.stem_filters >= 1, f"stem_filters={cfg.stem_filters}: must be >= 1"),
-    ]
-    for ok, message in rules:
-        if not ok:
-            raise SpecError(message)
+    for name in BOUNDS:
+        problem = bound_violation(name, getattr(cfg, name))
+        if problem:
+            raise SpecError(problem)
+    if min(cfg.input_shape) < 1:
+        raise SpecError(f"input_shape={list(cfg.input_shape)}: every dimension must be >= 1")
     bad_pools = [p for p in cfg.pool_after or () if not 0 <= p < NUM_FIRES]
     if bad_pools or len(set(cfg.pool_after or ())) != len(cfg.pool_after or ()):
         raise SpecError(f"pool_after={list(cfg.pool_after)}: fire indices must be distinct and in 0..7")

@@ -30,23 +30,11 @@ import optuna
 import pandas as pd
 
 from dse.config_io import read_yaml
+from dse.contract import HISTORY, METRICS, SweepLayout, TrialStatus
 from dse.errors import DseError
 from dse.results.analysis import ResultsError, aggregate
-from dse.results.metrics import HISTORY, METRICS
 from dse.sweep.storage import mask
 
-JOURNAL = "study.journal"
-SWEEP_FILE = "sweep.yaml"
-
-TrialState = optuna.trial.TrialState
-# A trial that ended before its worker wrote a status still gets one.
-STATUS_OF_STATE = {
-    TrialState.COMPLETE: "completed",
-    TrialState.PRUNED: "pruned",
-    TrialState.FAIL: "crashed",
-    TrialState.RUNNING: "running",
-    TrialState.WAITING: "waiting",
-}
 # User attrs that become their own columns (or rows of ``curves``), not generic extras.
 _STRUCTURED_ATTRS = {"status", "reason", "seed", "config", "history"}
 
@@ -88,7 +76,8 @@ def load(name_or_dir: str | Path, *, results_root: str | Path = "results", stora
     directory = _results_dir(name_or_dir, results_root)
     if storage is None and not directory.is_dir():
         raise ResultsError(f"{directory}: no such results folder (run the sweep first, or check results_root)")
-    sweep_file = read_yaml(directory / SWEEP_FILE) if (directory / SWEEP_FILE).is_file() else {}
+    layout = SweepLayout(directory)
+    sweep_file = read_yaml(layout.sweep_file) if layout.sweep_file.is_file() else {}
     name = sweep_file.get("name") or directory.name
     study = _load_study(name, directory, storage)
     sweep = study.user_attrs.get("sweep") or sweep_file
@@ -120,7 +109,8 @@ def list_sweeps(results_root: str | Path = "results") -> pd.DataFrame:
     """The sweep folders under ``results_root``: name, description, trials and completed trials."""
     rows = []
     for directory in sorted(Path(results_root).glob("*/")):
-        if not (directory / SWEEP_FILE).is_file() and not (directory / JOURNAL).is_file():
+        layout = SweepLayout(directory)
+        if not layout.sweep_file.is_file() and not layout.journal.is_file():
             continue
         try:
             results = load(directory)
@@ -128,7 +118,7 @@ def list_sweeps(results_root: str | Path = "results") -> pd.DataFrame:
             description = results.sweep.get("description", "")
         except DseError:  # e.g. a sweep whose study lives in a database
             trials = completed = None
-            description = read_yaml(directory / SWEEP_FILE).get("description", "") if (directory / SWEEP_FILE).is_file() else ""
+            description = read_yaml(layout.sweep_file).get("description", "") if layout.sweep_file.is_file() else ""
         rows.append({"name": directory.name, "description": description, "trials": trials, "completed": completed,
                      "directory": str(directory)})
     return pd.DataFrame(rows, columns=["name", "description", "trials", "completed", "directory"])
@@ -167,15 +157,16 @@ def _results_dir(name_or_dir: str | Path, results_root: str | Path) -> Path:
 
 
 def _load_study(name: str, directory: Path, storage: Any) -> optuna.Study:
+    journal = SweepLayout(directory).journal
     if storage is None:
-        where = str(directory / JOURNAL)
+        where = str(journal)
     else:
         where = mask(str(storage)) if isinstance(storage, str | Path) else type(storage).__name__
     if storage is None:
-        storage = directory / JOURNAL
+        storage = journal
         if not storage.is_file():
             raise ResultsError(
-                f"{directory}: no {JOURNAL} (the sweep has not started, or it stores its study in a database: pass storage=)"
+                f"{directory}: no {journal.name} (the sweep has not started, or it stores its study in a database: pass storage=)"
             )
     if isinstance(storage, Path) or (isinstance(storage, str) and storage.endswith(".journal")):
         if not Path(storage).is_file():
@@ -222,7 +213,7 @@ def _trial_row(trial: optuna.trial.FrozenTrial, objectives: list[dict], params: 
     row: dict[str, Any] = {
         "number": trial.number,
         "state": trial.state.name,
-        "status": attrs.get("status") or STATUS_OF_STATE[trial.state],
+        "status": _status(trial),
         "reason": attrs.get("reason", ""),
         "seed": _seed(trial),
     }
@@ -255,12 +246,18 @@ def _curve_rows(trial: optuna.trial.FrozenTrial, objectives: list[dict], params:
     keys = {
         "number": trial.number,
         "state": trial.state.name,
-        "status": trial.user_attrs.get("status") or STATUS_OF_STATE[trial.state],
+        "status": _status(trial),
         "seed": _seed(trial),
         **{p: trial.params.get(p) for p in params if p != "seed"},
     }
     for entry in history or ():
         yield {**keys, **entry}
+
+
+def _status(trial: optuna.trial.FrozenTrial) -> str:
+    """The worker's status, or one derived from the state for a trial that ended before it wrote one."""
+    status = trial.user_attrs.get("status")
+    return str(TrialStatus(status) if status else TrialStatus.of_state(trial.state.name))
 
 
 def _seed(trial: optuna.trial.FrozenTrial) -> int | None:
@@ -299,14 +296,14 @@ def export(results: SweepResults, directory: str | Path | None = None) -> list[P
 
     Files go to the sweep's results folder unless ``directory`` is given.
     """
-    directory = Path(directory) if directory is not None else results.directory
-    directory.mkdir(parents=True, exist_ok=True)
+    layout = SweepLayout(Path(directory) if directory is not None else results.directory)
+    layout.root.mkdir(parents=True, exist_ok=True)
     summary = aggregate(results.trials, by=[p for p in results.params if p != "seed"])
     written = []
     for name, frame in (("trials", results.trials), ("curves", results.curves)):
-        written += [directory / f"{name}.parquet", directory / f"{name}.csv"]
+        written += [layout.table(name, "parquet"), layout.table(name, "csv")]
         frame.to_parquet(written[-2], index=False)
         frame.to_csv(written[-1], index=False)
-    written.append(directory / "summary.csv")
+    written.append(layout.summary)
     summary.to_csv(written[-1], index=False)
     return written

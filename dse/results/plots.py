@@ -20,6 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from dse.contract import SweepLayout, TrialStatus
 from dse.results.analysis import (
     ResultsError,
     accuracy_metric,
@@ -37,7 +38,7 @@ from dse.results.metrics import metric, param_label
 MAX_SWEEP_LEVELS = 12
 # Learning curves name every configuration in the legend up to this many.
 MAX_LEGEND_ENTRIES = 12
-LINESTYLE_OF_STATUS = {"completed": "-", "running": "-", "pruned": "--"}  # anything else (failed): dotted
+LINESTYLE_OF_STATUS = {TrialStatus.COMPLETED: "-", TrialStatus.RUNNING: "-", TrialStatus.PRUNED: "--"}  # others: dotted
 
 
 def metaparameter_sweep(agg: pd.DataFrame, param: str, metric_name: str = "val_top1", size_metric: str = "model_size_mb",
@@ -204,10 +205,10 @@ def learning_curves(curves: pd.DataFrame, metric_name: str = "val_top1", *, numb
     if len(colors) > MAX_LEGEND_ENTRIES:
         handles, labels = [], []
     statuses = set(data["status"])
-    for status, style in (("completed", "-"), ("pruned", "--")):
+    for status in (TrialStatus.COMPLETED, TrialStatus.PRUNED):
         if status in statuses:
-            handles.append(Line2D([], [], color="0.4", ls=style))
-            labels.append(status)
+            handles.append(Line2D([], [], color="0.4", ls=LINESTYLE_OF_STATUS[status]))
+            labels.append(str(status))
     if statuses - set(LINESTYLE_OF_STATUS):
         handles.append(Line2D([], [], color="0.4", ls=":"))
         labels.append("failed")
@@ -330,7 +331,7 @@ def figures(results: SweepResults) -> dict[str, Figure]:
 
 def draw_all(results: SweepResults, directory: str | Path | None = None, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
     """Save :func:`figures` as PNG and SVG under ``results/NAME/plots/`` (or ``directory``)."""
-    directory = Path(directory) if directory is not None else results.directory / "plots"
+    directory = Path(directory) if directory is not None else SweepLayout(results.directory).plots
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for stem, fig in figures(results).items():

@@ -25,17 +25,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dse import config_io
+from dse.contract import METRICS, Source, names
 from dse.errors import ConfigError, SpecError
 from dse.train.config import TrainConfig
 
 # Known before training (from the spec): usable in constraints.
-STATIC_METRICS = ("params", "model_size_mb", "macs")
+STATIC_METRICS = names(Source.STATIC)
 # Reported per epoch: usable for pruning when the first objective.
-EPOCH_METRICS = ("val_top1", "val_top5", "val_loss")
-METRICS = (
-    *STATIC_METRICS, *EPOCH_METRICS, "test_top1", "test_top5", "test_loss", "latency_ms",
-    "train_s", "total_s", "images_per_s",
-)
+EPOCH_METRICS = names(Source.EPOCH)
 Strict = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -73,6 +70,14 @@ class ParamSpec(BaseModel):
         """Integer range: ``low``, ``high`` and ``step`` (if any) are all whole numbers as written."""
         ints = [v for v in (self.low, self.high, self.step) if v is not None]
         return self.values is None and all(float(v).is_integer() for v in ints) and self.step is not None
+
+    def extremes(self) -> list[Any]:
+        """What must be valid for every sampled value to be: each listed value, or both ends of a range
+        (the schema's bounds are intervals, so a range inside them at both ends is inside them)."""
+        if self.values is not None:
+            return list(self.values)
+        ends = [self.low, self.high]
+        return [int(v) for v in ends] if self.is_int else ends
 
     def grid_values(self) -> list[Any]:
         """The points a grid visits: the values, or an int/float range stepped by ``step``."""
@@ -246,9 +251,11 @@ def _check_base_and_space(sweep: SweepConfig, source: str) -> None:
     except ConfigError as err:
         raise ConfigError(str(err).replace(f"{source}: ", f"{source}: base.", 1)) from None
     for key, spec in sweep.space.items():
-        sample = spec.values[0] if spec.values is not None else (int(spec.low) if spec.is_int else spec.low)
-        try:
-            sweep.train_config({key: sample}, source)
-        except ConfigError as err:
-            problem = str(err).split(": ", 2)[-1]
-            raise ConfigError(f"{source}: space.{key}: not a valid training config field or value ({problem})") from None
+        for value in spec.extremes():
+            try:
+                sweep.train_config({key: value}, source)
+            except ConfigError as err:
+                problem = str(err).split(": ", 2)[-1]
+                what = "value" if spec.values is not None else ("low" if value == spec.low else "high")
+                raise ConfigError(f"{source}: space.{key}: not a valid training config field or value "
+                                  f"({what} {value!r}: {problem})") from None

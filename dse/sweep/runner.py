@@ -20,8 +20,9 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from dse.contract import SweepLayout
 from dse.sweep.config import SweepConfig, load_sweep
-from dse.sweep.study import open_study, storage_url
+from dse.sweep.study import CREATED_AT, open_study, storage_url
 from dse.sweep.worker import Worker, budget_total, counted_trials
 
 
@@ -84,15 +85,15 @@ def run_sweep(sweep_file: Path, *, workers: int = 1, url: str | None = None, tri
     url = storage_url(sweep, url)
     results_dir = results_dir_for(sweep, results_root)
     results_dir.mkdir(parents=True, exist_ok=True)
+    layout = SweepLayout(results_dir)
     study = open_study(sweep, results_dir, url)
-    shutil.copyfile(sweep_file, results_dir / "sweep.yaml")
+    shutil.copyfile(sweep_file, layout.sweep_file)
     total = budget_total(sweep, trials)
     started, done_before = time.time(), counted_trials(study)
-    logs = results_dir / "logs"
-    logs.mkdir(exist_ok=True)
+    layout.logs.mkdir(exist_ok=True)
     processes = []
     for index in range(workers):
-        log = (logs / f"worker-{index}.log").open("a")
+        log = layout.worker_log(index).open("a")
         processes.append(subprocess.Popen(worker_command(sweep_file, results_root, url, index, trials),
                                           stdout=log, stderr=subprocess.STDOUT))
     try:
@@ -118,13 +119,22 @@ def run_worker(sweep_file: Path, *, url: str | None, worker_index: int, trials: 
     url = storage_url(sweep, url)
     results_dir = results_dir_for(sweep, results_root)
     study = open_study(sweep, results_dir, url, worker_index)
-    if not (results_dir / "sweep.yaml").exists():  # a worker on another machine: status and plots need it
+    layout = SweepLayout(results_dir)
+    if not layout.sweep_file.exists():  # a worker on another machine: status and plots need it
         results_dir.mkdir(parents=True, exist_ok=True)
-        partial = results_dir / f".sweep.yaml.{os.getpid()}"
+        partial = results_dir / f".{layout.sweep_file.name}.{os.getpid()}"
         shutil.copyfile(sweep_file, partial)
-        os.replace(partial, results_dir / "sweep.yaml")  # atomic: workers starting together may all copy
-    deadline = None
-    if sweep.budget.wall_clock_minutes is not None:
-        created = study.trials[0].datetime_start.timestamp() if study.trials and study.trials[0].datetime_start else time.time()
-        deadline = created + 60 * sweep.budget.wall_clock_minutes
-    return Worker(study, sweep, results_dir, trials, deadline).run()
+        os.replace(partial, layout.sweep_file)  # atomic: workers starting together may all copy
+    return Worker(study, sweep, results_dir, trials, study_deadline(study, sweep)).run()
+
+
+def study_deadline(study: optuna.Study, sweep: SweepConfig) -> float | None:
+    """When the study's wall-clock budget ends (``time.time()`` units), counted from the study's
+    creation, so every rerun and every worker shares one budget."""
+    if sweep.budget.wall_clock_minutes is None:
+        return None
+    created = study.user_attrs.get(CREATED_AT)
+    if created is None:  # a study from before dse recorded its creation: its first trial is the closest record
+        first = study.trials[0].datetime_start if study.trials else None
+        created = first.timestamp() if first else time.time()
+    return created + 60 * sweep.budget.wall_clock_minutes

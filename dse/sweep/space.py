@@ -67,7 +67,7 @@ def make_sampler(sweep: SweepConfig, worker_index: int = 0) -> optuna.samplers.B
         import scipy  # noqa: F401
         import torch  # noqa: F401
     except ImportError:
-        raise ConfigError("sampler gp: Optuna's GPSampler needs PyTorch and SciPy: pip install 'dse[gp]'") from None
+        raise ConfigError("sampler gp: Optuna's GPSampler needs PyTorch and SciPy: pip install -e '.[gp]'") from None
     return optuna.samplers.GPSampler(seed=seed)
 
 
@@ -77,8 +77,15 @@ def grid_points_axes(sweep: SweepConfig) -> dict[str, list[Any]]:
     return axes
 
 
+def max_epochs(sweep: SweepConfig) -> int:
+    """The longest run any trial can train: the largest swept ``epochs``, else the base's."""
+    if "epochs" in sweep.space:
+        return int(max(sweep.space["epochs"].extremes()))
+    return sweep.train_config({}).epochs
+
+
 def make_pruner(sweep: SweepConfig) -> optuna.pruners.BasePruner:
-    epochs = int(sweep.base.get("epochs", 10))
+    epochs = max_epochs(sweep)
     if sweep.pruner.name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=sweep.pruner.warmup_epochs)
     if sweep.pruner.name == "hyperband":

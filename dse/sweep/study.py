@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import optuna
 
+from dse.config_io import changed_keys
 from dse.errors import StorageError
 from dse.sweep.config import SweepConfig
 from dse.sweep.space import grid_points, make_pruner, make_sampler
 from dse.sweep.storage import mask, open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+CREATED_AT = "created_at"  # study user attr: time.time() at creation, where the wall-clock budget starts
+# What a resumed study must share with the file it is resumed from. A grid is enqueued once,
+# at creation, so its space and repeats are fixed then; every trial trains on ``base``.
+FIXED_AT_CREATION = {"grid": ("base", "space", "repeats")}
+FIXED_ALWAYS = ("base",)
 
 
 def storage_url(sweep: SweepConfig, override: str | None) -> str | None:
@@ -35,8 +43,9 @@ def open_study(sweep: SweepConfig, results_dir: Path, url: str | None, worker_in
         if [d.name.lower() for d in study.directions] != directions:
             raise StorageError(f"storage {mask(url)}: study {sweep.name!r} exists with other objectives "
                                f"({[d.name.lower() for d in study.directions]}); rename the sweep") from None
-        _check_same_grid(study, sweep, url)
+        _check_same_sweep(study, sweep, url)
         return study
+    study.set_user_attr(CREATED_AT, time.time())
     study.set_user_attr("sweep", sweep.model_dump(mode="json"))
     # ``base`` with every default filled in, so results read the dataset and epochs
     # without importing the trainer (and stay right if a default changes later)
@@ -47,14 +56,15 @@ def open_study(sweep: SweepConfig, results_dir: Path, url: str | None, worker_in
     return study
 
 
-def _check_same_grid(study: optuna.Study, sweep: SweepConfig, url: str | None) -> None:
-    """A grid is enqueued once, when the study is created: resuming it from a file whose
-    grid or repeats changed would silently train the old grid, so say so instead."""
+def _check_same_sweep(study: optuna.Study, sweep: SweepConfig, url: str | None) -> None:
+    """Resuming a study from a file whose ``base`` (or, for a grid, space or repeats) changed
+    would silently mix trials of two sweeps, or train the old grid: say so instead."""
     stored = study.user_attrs.get("sweep") or {}
-    if sweep.sampler.name != "grid" or not stored:
+    if not stored:
         return
     current = sweep.model_dump(mode="json")
-    for key in ("space", "repeats"):
-        if stored.get(key) != current.get(key):
+    for key in FIXED_AT_CREATION.get(sweep.sampler.name, FIXED_ALWAYS):
+        changed = changed_keys({key: stored.get(key)}, {key: current.get(key)})
+        if changed:
             raise StorageError(f"storage {mask(url)}: study {sweep.name!r} was created with another {key} "
-                               f"({stored.get(key)}); rename the sweep, or remove its results to start over")
+                               f"(changed: {'; '.join(changed)}); rename the sweep, or remove its results to start over")

@@ -10,8 +10,6 @@ dead trial's last checkpoint.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import socket
@@ -20,28 +18,24 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
 import dse
 from dse.arch import expand, summarize
+from dse.contract import RunResult, SweepLayout, TrialStatus, run_metrics
 from dse.data import Splits, load_splits
 from dse.errors import DseError
 from dse.sweep.config import SweepConfig
 from dse.sweep.space import SEED_PARAM, suggest
 from dse.train import Hooks, train_and_evaluate
-from dse.train.trainer import resolve_config
+from dse.train.trainer import config_digest, resolve_config
 
 HEARTBEAT_S = 10.0
 STALE_AFTER_S = 120.0  # a trial whose heartbeat is older than this is dead, on any host
 POLL_S = 2.0
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-METRIC_KEYS = (
-    "val_top1", "val_top5", "val_loss", "test_top1", "test_top5", "test_loss", "latency_ms",
-    "compile_s", "train_s", "eval_s", "total_s", "images_per_s", "epochs_completed",
-)
 
 
 def _process_start(pid: int) -> str:
@@ -56,7 +50,7 @@ def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"
 
 
-def _is_dead(trial: optuna.trial.FrozenTrial, now: float) -> str | None:
+def death_reason(trial: optuna.trial.FrozenTrial, now: float) -> str | None:
     """Why ``trial`` is a zombie, or None while its worker lives."""
     worker = trial.user_attrs.get("worker", "")
     host, _, rest = worker.partition(":")
@@ -74,14 +68,14 @@ def recover_dead_trials(study: optuna.Study, max_retries: int) -> list[int]:
     recovered = []
     now = time.time()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        reason = _is_dead(trial, now)
+        reason = death_reason(trial, now)
         if reason is None:
             continue
         retries = trial.user_attrs.get("retries", 0)
         retry = retries < max_retries
         storage = study._storage
         try:
-            storage.set_trial_user_attr(trial._trial_id, "status", "worker_died")
+            storage.set_trial_user_attr(trial._trial_id, "status", str(TrialStatus.WORKER_DIED))
             storage.set_trial_user_attr(trial._trial_id, "reason", reason)
             storage.set_trial_user_attr(trial._trial_id, "will_retry", retry)
             if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
@@ -135,7 +129,7 @@ class _Heartbeat:
 
 @dataclass
 class _Outcome:
-    status: str
+    status: TrialStatus
     reason: str
     history: list[dict]
     state: TrialState
@@ -152,7 +146,7 @@ class Worker:
 
     def __post_init__(self) -> None:
         self._splits: dict[str, Splits] = {}
-        self.runs_dir = self.results_dir / "runs"
+        self.layout = SweepLayout(self.results_dir)
 
     def run(self) -> int:
         """Train trials until the study's budget is spent; returns how many this worker ran."""
@@ -194,19 +188,20 @@ class Worker:
             with _Heartbeat(self.study, trial):
                 outcome = self._train(trial, history)
         except optuna.TrialPruned:
-            outcome = _Outcome("pruned", f"pruned after epoch {len(history)}", history, TrialState.PRUNED)
+            outcome = _Outcome(TrialStatus.PRUNED, f"pruned after epoch {len(history)}", history, TrialState.PRUNED)
         except DseError as err:
-            outcome = _Outcome("invalid", str(err), history, TrialState.FAIL)
+            outcome = _Outcome(TrialStatus.INVALID, str(err), history, TrialState.FAIL)
         except Exception as err:
-            log = self.results_dir / "logs" / f"trial-{trial.number}.log"
+            log = self.layout.trial_log(trial.number)
             log.parent.mkdir(parents=True, exist_ok=True)
             log.write_text(traceback.format_exc())
-            outcome = _Outcome("crashed", f"{type(err).__name__}: {err} (traceback in {log})", history, TrialState.FAIL)
+            outcome = _Outcome(TrialStatus.CRASHED, f"{type(err).__name__}: {err} (traceback in {log})", history,
+                               TrialState.FAIL)
         finally:
             import jax
 
             jax.clear_caches()  # one worker trains many architectures: do not keep every executable
-        trial.set_user_attr("status", outcome.status)
+        trial.set_user_attr("status", str(outcome.status))
         trial.set_user_attr("reason", outcome.reason)
         trial.set_user_attr("history", outcome.history)
         self.study.tell(trial, outcome.values, state=outcome.state)
@@ -222,13 +217,13 @@ class Worker:
         if any(o.metric == "latency_ms" for o in self.sweep.objectives):
             cfg = cfg.model_copy(update={"measure_latency": True})
         summary = summarize(expand(cfg.model))
-        static = {"params": summary.params, "model_size_mb": summary.size_mb(32), "macs": summary.macs}
+        static = summary.static_metrics()
         trial.set_user_attr("config", cfg.model.model_dump(mode="json"))
         for key, value in static.items():
             trial.set_user_attr(key, value)
         violations = [v for c in self.sweep.constraints if (v := c.violation(static))]
         if violations:
-            return _Outcome("infeasible", "; ".join(violations), history, TrialState.FAIL)
+            return _Outcome(TrialStatus.INFEASIBLE, "; ".join(violations), history, TrialState.FAIL)
 
         first = self.sweep.objectives[0].metric
         prunable = len(self.sweep.objectives) == 1  # Optuna takes intermediate values for one objective only
@@ -240,32 +235,38 @@ class Worker:
                 if trial.should_prune():
                     raise optuna.TrialPruned()
 
+        def resumed(info: dict) -> None:
+            # A retried trial resumes its candidate's checkpoint: the epochs before it belong to
+            # its curve (and to the pruner's view of it) as much as the ones it trains now.
+            for record in info["history"]:
+                report(record)
+
         runs = []
         for i, seed in enumerate(seeds):
             run_cfg = cfg.model_copy(update={"seed": seed})
-            workdir = self.runs_dir / _run_key(values, seed)
-            hooks = Hooks(on_epoch=report if i == 0 else None)
-            result = train_and_evaluate(run_cfg, workdir, hooks=hooks, splits=splits)
-            if i == 0 and not history:
-                history.extend(result["history"])  # resumed from a checkpoint: epochs before it
-            if result["status"] == "diverged":
+            run = self.layout.run(run_key(run_cfg))
+            hooks = Hooks(on_start=resumed, on_epoch=report) if i == 0 else None
+            result = train_and_evaluate(run_cfg, run.root, hooks=hooks, splits=splits)
+            if result["status"] == TrialStatus.DIVERGED:
                 reason = f"loss diverged (NaN/inf) in epoch {result['diverged_epoch']} with seed {seed}"
-                return _Outcome("diverged", reason, result["history"], TrialState.FAIL)
+                return _Outcome(TrialStatus.DIVERGED, reason, result["history"], TrialState.FAIL)
             runs.append(result)
-            shutil.rmtree(workdir / "checkpoints", ignore_errors=True)  # finished: the checkpoint is dead weight
-        metrics = _mean_metrics(runs)
+            shutil.rmtree(run.checkpoints, ignore_errors=True)  # finished: the checkpoint is dead weight
+        metrics = mean_metrics(runs)
         for key, value in metrics.items():
             trial.set_user_attr(key, value)
         objective_values = [{**metrics, **static}[o.metric] for o in self.sweep.objectives]
-        return _Outcome("completed", "", runs[0]["history"], TrialState.COMPLETE, objective_values)
+        return _Outcome(TrialStatus.COMPLETED, "", runs[0]["history"], TrialState.COMPLETE, objective_values)
 
 
-def _run_key(values: dict[str, Any], seed: int) -> str:
-    """Directory name of one candidate and seed: a retry of it lands in the same place."""
-    digest = hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return f"{digest}-seed{seed}"
+def run_key(cfg) -> str:
+    """Directory name of one candidate and seed, from its whole resolved training config: a retry
+    lands in the same place and resumes there, a candidate of a changed base does not."""
+    return f"{config_digest(cfg)}-seed{cfg.seed}"
 
 
-def _mean_metrics(runs: list[dict]) -> dict[str, float]:
-    """Metrics averaged over the seeds of one configuration (non-grid repeats)."""
-    return {key: sum(r[key] for r in runs) / len(runs) for key in METRIC_KEYS if all(r.get(key) is not None for r in runs)}
+def mean_metrics(runs: list[RunResult]) -> dict[str, float]:
+    """Trial metrics averaged over the seeds of one configuration (non-grid repeats)."""
+    per_run = [run_metrics(r) for r in runs]
+    shared = set.intersection(*(set(m) for m in per_run))
+    return {key: sum(m[key] for m in per_run) / len(per_run) for key in per_run[0] if key in shared}

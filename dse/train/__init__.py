@@ -3,6 +3,7 @@
 from dse._lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    "trainer": ("Hooks", "train_and_evaluate"),
+    "trainer": ("train_and_evaluate",),
+    "hooks": ("Hooks",),
     "config": ("OptimConfig", "TrainConfig"),
 })

@@ -8,11 +8,10 @@ continues from its last checkpoint and ends where an uninterrupted run would.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,25 +23,58 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import dse
 from dse.arch import build_model, expand, init_variables, summarize
+from dse.config_io import changed_keys, flatten, read_text
+from dse.contract import EpochRecord, RunLayout, RunResult, TrialStatus
 from dse.data import Splits, batches, load_splits, steps_per_epoch
 from dse.errors import ConfigError
 from dse.train import compile_cache
 from dse.train.checkpoint import EpochCheckpoints
 from dse.train.config import TrainConfig
+from dse.train.hooks import Hooks
 from dse.train.optim import make_optimizer, schedule_arrays
 from dse.train.step import TrainState, create_state, eval_step, train_step
 
-Hook = Callable[[dict[str, Any]], None]
+# Fields that change how a run is evaluated, reported or cached, never what it learns:
+# a resumed run may change these. Any other difference from the checkpoints' config is refused.
+NOT_TRAINING_FIELDS = frozenset({"eval_batch_size", "measure_latency", "checkpoint", "compilation_cache_dir", "data.prefetch"})
 
 
-@dataclass
-class Hooks:
-    """Optional observers. ``on_epoch`` may raise (a sweep's pruner does) to stop the run."""
+def training_fields(cfg: TrainConfig) -> dict[str, Any]:
+    """The resolved config's fields that decide what a run learns, by dotted key."""
+    flat = flatten(cfg.model_dump(mode="json"))
+    return {key: value for key, value in flat.items() if key not in NOT_TRAINING_FIELDS}
 
-    on_start: Hook | None = None  # {"epochs", "steps_per_epoch", "start_epoch"}
-    on_step: Hook | None = None  # every ``log_every`` steps: {"epoch", "step", "loss", "images_per_s"}
-    on_epoch: Hook | None = None  # the epoch's metrics record
-    log_every: int = 20
+
+def config_digest(cfg: TrainConfig) -> str:
+    """A short fingerprint of :func:`training_fields`: equal digests, equal training."""
+    return hashlib.sha256(json.dumps(training_fields(cfg), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _has_checkpoints(layout: RunLayout) -> bool:
+    return layout.checkpoints.is_dir() and any(p.name.isdigit() for p in layout.checkpoints.iterdir())
+
+
+def check_resumable(cfg: TrainConfig, layout: RunLayout) -> None:
+    """Refuse to resume checkpoints made with another training config, naming the changed keys.
+
+    The checkpoints hold the optimizer state and the schedule of the config they were made
+    with, so resuming them under another config would train one and report another.
+    """
+    if not _has_checkpoints(layout):
+        return
+    # Runs from before the checkpoints kept their own config: their config.json is the best record.
+    stored_file = layout.checkpoint_config if layout.checkpoint_config.exists() else layout.config
+    if not stored_file.exists():
+        return
+    try:
+        stored = training_fields(TrainConfig.model_validate_json(read_text(stored_file)))
+    except ValueError as err:
+        problem = str(err).splitlines()[0]
+        raise ConfigError(f"{stored_file}: not the config the checkpoints were made with ({problem})") from None
+    changed = changed_keys(stored, training_fields(cfg))
+    if changed:
+        raise ConfigError(f"{layout.root}: its checkpoints were trained with another config (changed: {'; '.join(changed)}); "
+                          f"resume with the same config, use another --workdir, or delete {layout.checkpoints} to start over")
 
 
 class _Timer:
@@ -93,7 +125,14 @@ def _read_history(path: Path, upto_epoch: int) -> list[dict]:
     """Epoch records already written, cut back to the checkpoint we resume from."""
     if not path.exists():
         return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            raise ConfigError(f"{path}: line {number} is not JSON; the run's per-epoch log is damaged") from None
     return [r for r in records if r["epoch"] <= upto_epoch]
 
 
@@ -102,12 +141,13 @@ def _write_history(path: Path, records: list[dict]) -> None:
 
 
 def train_and_evaluate(cfg: TrainConfig, workdir: str | Path, *, hooks: Hooks | None = None,
-                       splits: Splits | None = None) -> dict[str, Any]:
+                       splits: Splits | None = None) -> RunResult:
     """Train ``cfg`` in ``workdir`` and return its results (also written to ``results.json``).
 
     Args:
         cfg: the run's config; the model's input shape and class count come from the data.
-        workdir: run directory; an existing checkpoint there is resumed.
+        workdir: run directory (:class:`~dse.contract.RunLayout`); an existing checkpoint there is
+            resumed, and refused with a one-line ConfigError if it was made with another training config.
         hooks: progress observers; an exception from ``on_epoch`` stops the run and propagates.
         splits: pre-loaded data (sweep workers load a dataset once for many trials).
 
@@ -116,14 +156,15 @@ def train_and_evaluate(cfg: TrainConfig, workdir: str | Path, *, hooks: Hooks | 
         params / size / MACs, wall-time split, images per second, cache hits, history.
     """
     hooks = hooks or Hooks()
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    layout = RunLayout(Path(workdir))
+    layout.root.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     compile_cache.enable(cfg.compilation_cache_dir)
     cache_before = compile_cache.counts()
     splits = splits or load_splits(cfg.data)
     cfg = resolve_config(cfg, splits)
-    (workdir / "config.json").write_text(cfg.model_dump_json(indent=2))
+    check_resumable(cfg, layout)
+    layout.config.write_text(cfg.model_dump_json(indent=2))
     spec = expand(cfg.model)
     summary = summarize(spec)
     data_sharding, replicated = _mesh_shardings(cfg)
@@ -145,30 +186,32 @@ def train_and_evaluate(cfg: TrainConfig, workdir: str | Path, *, hooks: Hooks | 
     eval_fn = jax.jit(eval_step).lower(state, _batch_spec(splits, cfg.eval_batch_size, data_sharding)).compile()
     timer.add("compile_s", t0)
 
-    checkpoints = EpochCheckpoints(workdir / "checkpoints") if cfg.checkpoint else None
+    checkpoints = EpochCheckpoints(layout.checkpoints) if cfg.checkpoint else None
+    if checkpoints:
+        layout.checkpoint_config.write_text(cfg.model_dump_json(indent=2))
     start_epoch = (checkpoints.latest_epoch() or 0) if checkpoints else 0
     if start_epoch:
         state = checkpoints.restore(start_epoch, state)
-    history = _read_history(workdir / "metrics.jsonl", start_epoch)
+    history = _read_history(layout.metrics, start_epoch)
     if hooks.on_start:
-        hooks.on_start({"epochs": cfg.epochs, "steps_per_epoch": steps, "start_epoch": start_epoch})
+        hooks.on_start({"epochs": cfg.epochs, "steps_per_epoch": steps, "start_epoch": start_epoch,
+                        "history": [dict(r) for r in history]})
 
-    status, diverged_epoch = "completed", None
+    status, diverged_epoch = TrialStatus.COMPLETED, None
     try:
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
-            record = _train_epoch(cfg, epoch, state, train_fn, rng, splits, steps, data_sharding, timer, hooks)
-            state = record.pop("_state")
+            state, record = _train_epoch(cfg, epoch, state, train_fn, rng, splits, steps, data_sharding, timer, hooks)
             if not math.isfinite(record["train_loss"]):
-                status, diverged_epoch = "diverged", epoch
+                status, diverged_epoch = TrialStatus.DIVERGED, epoch
                 history.append(record)
-                _write_history(workdir / "metrics.jsonl", history)
+                _write_history(layout.metrics, history)
                 break
             t0 = time.perf_counter()
             val = _evaluate(eval_fn, state, splits.val, cfg, splits, data_sharding)
             timer.add("eval_s", t0)
             record.update({f"val_{k}": v for k, v in val.items()})
             history.append(record)
-            _write_history(workdir / "metrics.jsonl", history)
+            _write_history(layout.metrics, history)
             if checkpoints:
                 checkpoints.save(epoch, state)
             if hooks.on_epoch:
@@ -178,16 +221,16 @@ def train_and_evaluate(cfg: TrainConfig, workdir: str | Path, *, hooks: Hooks | 
             checkpoints.close()
 
     test = {}
-    if status == "completed":
+    if status is TrialStatus.COMPLETED:
         t0 = time.perf_counter()
         test = _evaluate(eval_fn, state, splits.test, cfg, splits, data_sharding)
         timer.add("eval_s", t0)
-    if cfg.measure_latency and status == "completed":
+    if cfg.measure_latency and status is TrialStatus.COMPLETED:
         test["latency_ms"] = measure_latency_ms(state, splits.train.images.shape[1:])
     cache_after = compile_cache.counts()
     images = sum(r["images"] for r in history if r["epoch"] > start_epoch)
-    results = {
-        "status": status,
+    results: RunResult = {
+        "status": str(status),
         "diverged_epoch": diverged_epoch,
         "epochs_completed": len([r for r in history if math.isfinite(r["train_loss"])]),
         "resumed_from_epoch": start_epoch,
@@ -206,9 +249,10 @@ def train_and_evaluate(cfg: TrainConfig, workdir: str | Path, *, hooks: Hooks | 
         "devices": jax.local_device_count(),
         "platform": jax.default_backend(),
         "dse_version": dse.__version__,
+        "config_digest": config_digest(cfg),
         "history": history,
     }
-    (workdir / "results.json").write_text(json.dumps(results, indent=2))
+    layout.results.write_text(json.dumps(results, indent=2))
     return results
 
 
@@ -227,7 +271,7 @@ def measure_latency_ms(state: TrainState, input_shape: tuple[int, ...], repeats:
 
 
 def _train_epoch(cfg: TrainConfig, epoch: int, state: TrainState, train_fn, rng, splits: Splits, steps: int,
-                 data_sharding, timer: _Timer, hooks: Hooks) -> dict[str, Any]:
+                 data_sharding, timer: _Timer, hooks: Hooks) -> tuple[TrainState, EpochRecord]:
     """One pass over the training split; metrics stay on the device until the epoch ends."""
     t0 = time.perf_counter()
     sums, seen = None, 0
@@ -244,12 +288,11 @@ def _train_epoch(cfg: TrainConfig, epoch: int, state: TrainState, train_fn, rng,
             break
     sums = jax.device_get(sums)
     timer.add("train_s", t0)
-    return {
+    return state, {
         "epoch": epoch,
         "train_loss": float(sums["loss"]) / steps,
         "train_top1": float(sums["accuracy"]) / steps,
         "learning_rate": float(sums["learning_rate"]) / steps,
         "images": seen,
         "epoch_train_s": time.perf_counter() - t0,
-        "_state": state,
     }
