@@ -7,7 +7,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dse.arch.analytics import Summary
-from dse.contract import TrialStatus
+from dse.contract import OVERVIEW_METRICS, TrialStatus
 from dse.train.hooks import Hooks
 
 
@@ -110,7 +110,7 @@ def trials_table(study, sweep, best_numbers: set[int], limit: int = 60) -> Table
     """One row per trial: state, reason, swept values, objectives and size; best/Pareto starred."""
     params = list(sweep.space) + (["seed"] if sweep.sampler.name == "grid" else [])
     metrics = [o.metric for o in sweep.objectives]
-    extra = [m for m in ("model_size_mb", "val_top1") if m not in metrics]
+    extra = [m for m in OVERVIEW_METRICS if m not in metrics]
     table = Table(title=f"sweep {sweep.name}", title_justify="left")
     for column in ["#", "state", *params, *metrics, *extra, "note"]:
         table.add_column(column)

@@ -92,6 +92,9 @@ HISTORY: dict[str, Metric] = {
 }
 
 ACCURACIES = tuple(name for name, m in METRICS.items() if m.unit == "%")
+VAL_ACCURACIES = ("val_top1", "val_top5")
+# What a reader scans first in a trials table, after the swept values and objectives.
+OVERVIEW_METRICS = ("val_top1", "model_size_mb", "macs", "epochs_completed")
 
 
 def names(*sources: Source) -> tuple[str, ...]:

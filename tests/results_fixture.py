@@ -1,53 +1,50 @@
-"""A realistic sweep results folder without training anything.
+"""A realistic sweep results folder, made by the real sweep worker with a stubbed trainer.
 
-:func:`build_sweep` writes ``<root>/<name>/sweep.yaml`` and ``study.journal``: a real
-Optuna JournalStorage study laid out as ``dse sweep`` workers leave it (study user attr
-``sweep``; per trial: params by dotted name with ``seed`` (the repeat index of a grid
-sweep), objective values, the pruner's intermediate values, and user attrs status /
-reason / seed (the seed trained with) / config / metrics / history).
-Metrics come from a smooth made-up function of the metaparameters, so plots and
-aggregates have something to show and tests can predict them.
+:func:`build_sweep` writes ``<root>/<name>/sweep.yaml`` and runs the real
+:class:`dse.sweep.worker.Worker` on a real journal study, so every trial attribute
+(status, reason, seed, config, static metrics, run metrics, history) is written by the
+code that writes it in a real sweep. Only ``train_and_evaluate`` (and the data loading
+before it) is replaced: the stub returns the run result of a smooth made-up function of
+the metaparameters, so tests can predict every number, and it stops chosen candidates
+halfway exactly as the worker's pruner hook does (by raising ``optuna.TrialPruned``).
 """
 
 from __future__ import annotations
 
-import itertools
-from datetime import datetime, timedelta
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+from unittest import mock
 
-import optuna
+import numpy as np
 import yaml
+
+from dse.contract import RunLayout, RunResult
+from dse.sweep import worker as worker_module
+from dse.sweep.config import load_sweep
+from dse.sweep.space import grid_points
+from dse.sweep.study import open_study
 
 SPACE = {"model.sr": [0.125, 0.25, 0.5, 1.0], "model.bypass": ["none", "simple"]}
 OBJECTIVES = [{"metric": "val_top1", "goal": "maximize"}, {"metric": "model_size_mb", "goal": "minimize"}]
-BASE_MODEL = {
-    "base_e": 16, "incr_e": 16, "freq": 2, "pct3x3": 0.5, "sr": 0.125, "stem": "small", "stem_filters": None,
-    "pool_after": None, "bypass": "none", "batch_norm": True, "dropout": 0.5, "init": "caffe", "num_classes": 10,
-    "input_shape": [28, 28, 1],
-}
+BASE = {"epochs": 4, "data": {"dataset": "fashion_mnist"},
+        "model": {"preset": "squeezenet_small", "base_e": 16, "incr_e": 16, "batch_norm": True}}
 BYPASS_GAIN = {"none": 0.0, "simple": 0.01, "complex": 0.005}
-START = datetime(2026, 1, 5, 9, 0, 0)
 SEED = 42  # the base config's seed; repeat r trains with SEED + r
+# SR 1.0 at these widths is 0.356 MB (0.381 with complex bypass), SR 0.5 0.182 MB: a
+# 0.3 MB budget makes SR 1.0 infeasible.
+MAX_SIZE_MB = 0.3
 
 
-def model_size_mb(config: dict[str, Any]) -> float:
-    return 0.5 + 4.0 * config["sr"] + 2.0 * config["pct3x3"] + (1.5 if config["bypass"] == "complex" else 0.0)
-
-
-def final_accuracy(config: dict[str, Any], seed: int) -> float:
+def final_accuracy(config: dict[str, Any], repeat: int) -> float:
     """Rises with SR and pct3x3 and plateaus (as in the paper's Figure 3); bypass helps a little."""
     return (0.85 + 0.06 * min(config["sr"], 0.5) + 0.02 * min(config["pct3x3"], 0.5)
-            + BYPASS_GAIN[config["bypass"]] + 0.002 * (seed % 3 - 1))
+            + BYPASS_GAIN[config["bypass"]] + 0.002 * (repeat % 3 - 1))
 
 
-def static_metrics(config: dict[str, Any]) -> dict[str, float]:
-    size = model_size_mb(config)
-    return {"params": int(size * 2**20 / 4), "model_size_mb": size, "macs": int(2e7 + 1.2e8 * config["sr"])}
-
-
-def history(config: dict[str, Any], seed: int, epochs: int) -> list[dict[str, float]]:
-    final = final_accuracy(config, seed)
+def history(config: dict[str, Any], repeat: int, epochs: int) -> list[dict[str, float]]:
+    final = final_accuracy(config, repeat)
     rows = []
     for epoch in range(1, epochs + 1):
         val_top1 = final - 0.12 * (epochs - epoch) / epochs
@@ -59,84 +56,95 @@ def history(config: dict[str, Any], seed: int, epochs: int) -> list[dict[str, fl
     return rows
 
 
+class StubTrainer:
+    """Stands in for ``train_and_evaluate``: reports each epoch through the hooks, as the real
+    trainer does, and returns a :class:`~dse.contract.RunResult`."""
+
+    def __init__(self, prune: set[tuple]):
+        self.prune = prune  # (sr, bypass, repeat) candidates stopped after half their epochs
+
+    def __call__(self, cfg, workdir, *, hooks=None, splits=None) -> RunResult:
+        config, repeat = cfg.model.model_dump(), cfg.seed - SEED
+        curve = history(config, repeat, cfg.epochs)
+        stop = (config["sr"], config["bypass"], repeat) in self.prune
+        if hooks and hooks.on_start:
+            hooks.on_start({"epochs": cfg.epochs, "steps_per_epoch": 1, "start_epoch": 0, "history": []})
+        for record in curve[: max(1, cfg.epochs // 2)] if stop else curve:
+            if hooks and hooks.on_epoch:
+                hooks.on_epoch(dict(record))
+        if stop:
+            raise worker_module.optuna.TrialPruned()
+        time.sleep(0.002)  # trials have a measurable duration
+        last = curve[-1]
+        train_s = sum(r["epoch_train_s"] for r in curve)
+        RunLayout(Path(workdir)).root.mkdir(parents=True, exist_ok=True)
+        return {
+            "status": "completed", "epochs_completed": len(curve), "resumed_from_epoch": 0,
+            "val_top1": last["val_top1"], "val_top5": last["val_top5"], "val_loss": last["val_loss"],
+            "test_top1": last["val_top1"] - 0.005, "test_top5": last["val_top5"], "test_loss": last["val_loss"] + 0.01,
+            "latency_ms": 1.5 + config["sr"], "compile_s": 12.0, "train_s": train_s, "eval_s": 2.0,
+            "total_s": 14.0 + train_s, "images_per_s": 54_000 * len(curve) / train_s, "history": curve,
+        }
+
+
+def _fake_splits(data_config) -> SimpleNamespace:
+    """What the worker reads of the data before training: the input shape and class count."""
+    train = SimpleNamespace(images=np.zeros((1, 28, 28, 1), np.uint8), num_classes=10)
+    return SimpleNamespace(train=train)
+
+
 def build_sweep(
     root: Path,
     name: str = "sr_bypass",
     space: dict[str, list] | None = None,
     repeats: int = 2,
     epochs: int = 4,
-    max_size_mb: float | None = 4.0,
+    max_size_mb: float | None = MAX_SIZE_MB,
     pruned: int = 1,
     running: bool = False,
 ) -> Path:
-    """Write a grid sweep over ``space`` x ``repeats`` and return its results folder.
+    """Run a grid sweep over ``space`` x ``repeats`` and return its results folder.
 
     Points larger than ``max_size_mb`` fail as infeasible before training; the last
-    ``pruned`` feasible points are pruned halfway; ``running`` adds a trial in progress.
+    ``pruned`` points are stopped halfway; ``running`` adds a trial in progress.
     """
     space = SPACE if space is None else space
     directory = Path(root) / name
     directory.mkdir(parents=True, exist_ok=True)
-    sweep = {
+    sweep_yaml = {
         "name": name,
         "description": f"test sweep over {', '.join(space)}",
         "objectives": OBJECTIVES,
-        "base": {"epochs": epochs, "data": {"dataset": "fashion_mnist"}, "model": {"preset": "squeezenet_small"}},
+        "base": {**BASE, "epochs": epochs},
         "space": {param: {"values": values} for param, values in space.items()},
         "repeats": repeats,
         "constraints": [{"metric": "model_size_mb", "max": max_size_mb}] if max_size_mb is not None else [],
         "sampler": {"name": "grid", "seed": 0},
-        "pruner": {"name": "median", "warmup_epochs": 1},
     }
-    (directory / "sweep.yaml").write_text(yaml.safe_dump(sweep, sort_keys=False))
+    path = directory / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep_yaml, sort_keys=False))
     (directory / "study.journal").unlink(missing_ok=True)  # a fresh study each time
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(directory / "study.journal")))
-    study = optuna.create_study(study_name=name, storage=storage, directions=[o["goal"] for o in OBJECTIVES])
-    study.set_user_attr("sweep", sweep)
-
-    distributions = {p: optuna.distributions.CategoricalDistribution(v) for p, v in space.items()}
-    distributions["seed"] = optuna.distributions.CategoricalDistribution(list(range(repeats)))
-    axes = [*space.values(), range(repeats)]
-    points = [dict(zip([*space, "seed"], values, strict=True)) for values in itertools.product(*axes)]
-    feasible = [p for p in points if max_size_mb is None or model_size_mb(_config(p)) <= max_size_mb]
-    to_prune = {id(p) for p in feasible[len(feasible) - pruned:]} if pruned else set()
-    for number, params in enumerate(points):
-        kind = "infeasible" if params not in feasible else "pruned" if id(params) in to_prune else "completed"
-        study.add_trial(_trial(number, params, distributions, kind, epochs, max_size_mb))
+    sweep = load_sweep(path)
+    study = open_study(sweep, directory, None)
+    feasible = [params for params in grid_points(sweep) if not _too_large(sweep, params, max_size_mb)]
+    prune = {_candidate(sweep, params) for params in feasible[len(feasible) - pruned:]} if pruned else set()
+    with mock.patch.object(worker_module, "train_and_evaluate", StubTrainer(prune)), \
+            mock.patch.object(worker_module, "load_splits", _fake_splits):
+        worker_module.Worker(study, sweep, directory).run()
     if running:
         study.ask()
     return directory
 
 
-def _config(params: dict[str, Any]) -> dict[str, Any]:
-    return {**BASE_MODEL, **{p.removeprefix("model."): v for p, v in params.items() if p.startswith("model.")}}
+def _candidate(sweep, params: dict) -> tuple:
+    model = sweep.train_config({k: v for k, v in params.items() if k != "seed"}).model
+    return model.sr, model.bypass, params["seed"]
 
 
-def _trial(number: int, params: dict, distributions: dict, kind: str, epochs: int, max_size_mb: float | None):
-    config, seed = _config(params), params["seed"]
-    start = START + timedelta(minutes=5 * number)
-    attrs = {"status": kind, "reason": "", "seed": SEED + seed, "config": config, **static_metrics(config),
-             "dse_version": "0.1.0", "worker": "host-a:1234"}
-    state, values, intermediate = optuna.trial.TrialState.COMPLETE, None, {}
-    if kind == "infeasible":
-        state, attrs["reason"] = optuna.trial.TrialState.FAIL, f"model_size_mb {attrs['model_size_mb']:.2f} > max {max_size_mb}"
-        end = start + timedelta(seconds=1)
-    else:
-        curve = history(config, seed, epochs)[: epochs if kind == "completed" else max(1, epochs // 2)]
-        last = curve[-1]
-        attrs.update(history=curve, epochs_completed=len(curve), val_top1=last["val_top1"], val_top5=last["val_top5"],
-                     val_loss=last["val_loss"], compile_s=12.0, train_s=sum(r["epoch_train_s"] for r in curve))
-        intermediate = {r["epoch"]: r["val_top1"] for r in curve}
-        end = start + timedelta(seconds=12.0 + attrs["train_s"])
-        if kind == "pruned":
-            state, attrs["reason"] = optuna.trial.TrialState.PRUNED, f"median pruner at epoch {len(curve)}"
-        else:
-            attrs.update(test_top1=last["val_top1"] - 0.005, test_top5=last["val_top5"], test_loss=last["val_loss"] + 0.01,
-                         eval_s=2.0, total_s=14.0 + attrs["train_s"], images_per_s=54_000 * epochs / attrs["train_s"],
-                         latency_ms=1.5 + config["sr"])
-            values = [attrs["val_top1"], attrs["model_size_mb"]]
-    return optuna.trial.FrozenTrial(
-        number=number, state=state, value=None, values=values, datetime_start=start, datetime_complete=end,
-        params=params, distributions={p: distributions[p] for p in params}, user_attrs=attrs, system_attrs={},
-        intermediate_values=intermediate, trial_id=number,
-    )
+def _too_large(sweep, params: dict, max_size_mb: float | None) -> bool:
+    from dse.arch import expand, summarize
+
+    if max_size_mb is None:
+        return False
+    model = sweep.train_config({k: v for k, v in params.items() if k != "seed"}).model
+    return summarize(expand(model)).size_mb(32) > max_size_mb

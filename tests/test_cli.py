@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +48,68 @@ def test_arch_bad_input_is_one_line_exit_2(args, fragment):
     assert result.returncode == 2
     assert fragment in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("content", [b"name: caf\xe9\n", bytes(range(256)) * 4, b"name: x\x00\n"],
+                         ids=["latin-1", "binary", "nul"])
+@pytest.mark.parametrize("command", [["sweep", "validate"], ["train"]])
+def test_a_file_that_is_not_utf8_text_is_one_line_exit_2(tmp_path, content, command):
+    path = tmp_path / "file.yaml"
+    path.write_bytes(content)
+    result = dse(*command, str(path))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"dse: error: {path}: not ") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_dse_arch_imports_no_jax_orbax_or_grain():
+    code = ("import sys; sys.argv = ['dse', 'arch', '--json']; from dse import cli\n"
+            "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('jax', 'orbax', 'grain', 'optuna') if m in sys.modules), file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert json.loads(result.stdout)["params"] == 1248424 and result.stderr.strip() == "[]"
+
+
+def _crash(monkeypatch, tmp_path, *argv: str) -> SystemExit:
+    """Run ``dse arch`` in process with the analytics broken, as an unexpected bug would."""
+    from dse import cli
+    from dse.arch import analytics
+
+    def broken(spec):
+        raise RuntimeError("analytics exploded\nsecond line")
+
+    monkeypatch.setattr(analytics, "summarize", broken)
+    monkeypatch.setattr(sys, "argv", ["dse", *argv, "arch"])
+    monkeypatch.setattr(cli, "_session", cli._Session(debug=False))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    return exit_.value
+
+
+def test_an_unexpected_error_is_one_line_naming_its_log_and_exit_1(monkeypatch, tmp_path, capsys):
+    assert _crash(monkeypatch, tmp_path).code == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("dse: internal error: RuntimeError: analytics exploded (traceback in ")
+    log = Path(err.split("traceback in ", 1)[1].split(";", 1)[0])
+    assert log.parent == tmp_path and "Traceback" in log.read_text() and "analytics exploded" in log.read_text()
+
+
+def test_debug_prints_the_traceback_instead(monkeypatch, tmp_path, capsys):
+    assert _crash(monkeypatch, tmp_path, "--debug").code == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "RuntimeError: analytics exploded" in err
+    assert not list(tmp_path.glob("dse-crash-*.log"))
+
+
+def test_the_crash_log_goes_to_the_run_folder(monkeypatch, tmp_path):
+    from dse import cli
+
+    monkeypatch.setattr(cli, "_session", cli._Session())
+    monkeypatch.setattr(sys, "argv", ["dse", "train", "--workdir", str(tmp_path / "run")])
+    cli._crash_log_in(tmp_path / "run" / "crash.log")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        assert cli._write_crash_log() == tmp_path / "run" / "crash.log"
+    assert "ValueError: boom" in (tmp_path / "run" / "crash.log").read_text()

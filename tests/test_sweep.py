@@ -89,6 +89,13 @@ INVALID = [
      "space: grid point model.pct3x3=0.01: pct3x3=0.01: fire2 3x3 expand width rounds to 0 (e=32)"),
     ("name: x\nspace: {model.sr: {values: [0.5]}}\nsampler: {name: grid, population_size: 8}\n",
      "sampler: population_size applies to nsga2, not grid"),
+    # Every bound lives in the schema: a range is checked at both ends, a list at every value, at load.
+    ("name: x\nspace: {model.sr: {low: 0.1, high: 2.0}}\nbudget: {trials: 3}\n",
+     "space.model.sr: not a valid training config field or value (high 2.0: sr=2.0: squeeze ratio must be in (0, 1])"),
+    ("name: x\nspace: {model.pct3x3: {low: -0.5, high: 0.5}}\nbudget: {trials: 3}\n", "(low -0.5: pct3x3=-0.5: must be in [0, 1])"),
+    ("name: x\nspace: {model.base_e: {low: 0, high: 64, step: 16}}\nbudget: {trials: 3}\n", "(low 0: base_e=0"),
+    ("name: x\nspace: {model.sr: {values: [0.25, 0.5, 1.5]}}\nsampler: {name: grid}\n", "(value 1.5: sr=1.5"),
+    ("name: x\nspace: {optim.momentum: {low: 0.5, high: 1.0}}\nbudget: {trials: 3}\n", "(high 1.0: Input should be less than 1)"),
 ]
 
 
@@ -127,6 +134,37 @@ def test_resuming_a_grid_whose_file_changed_is_refused(tmp_path):
         open_study(changed, results, None)
     with pytest.raises(StorageError, match="another repeats"):
         open_study(load_sweep(write_sweep(tmp_path, repeats=3)), results, None)
+    new_base = {**TINY_BASE, "epochs": 2}
+    with pytest.raises(StorageError, match=r"another base \(changed: base.epochs 1 -> 2\)"):
+        open_study(load_sweep(write_sweep(tmp_path, base=new_base)), results, None)
+
+
+def test_any_study_refuses_a_changed_base_but_takes_a_new_budget(tmp_path):
+    results = tmp_path / "results"
+    tpe = {"sampler": {"name": "tpe"}, "budget": {"trials": 2}, "objectives": [{"metric": "val_top1", "goal": "maximize"}]}
+    open_study(load_sweep(write_sweep(tmp_path, **tpe)), results, None)
+    assert open_study(load_sweep(write_sweep(tmp_path, **{**tpe, "budget": {"trials": 5}})), results, None)
+    with pytest.raises(StorageError, match="base.optim.learning_rate"):
+        open_study(load_sweep(write_sweep(tmp_path, **tpe, base={**TINY_BASE, "optim": {"learning_rate": 0.1}})), results, None)
+
+
+def test_hyperband_spans_the_longest_swept_run(tmp_path):
+    from dse.sweep.space import make_pruner, max_epochs
+
+    sweep = load_sweep(write_sweep(tmp_path, space={"epochs": {"values": [2, 9, 4]}}, pruner={"name": "hyperband"},
+                                   objectives=[{"metric": "val_top1", "goal": "maximize"}]))
+    assert max_epochs(sweep) == 9 and make_pruner(sweep)._max_resource == 9
+    assert max_epochs(load_sweep(write_sweep(tmp_path))) == 1  # not swept: the base's
+
+
+def test_the_gp_sampler_hint_names_an_extra_that_exists():
+    import tomllib
+
+    from dse.sweep import space
+
+    extras = tomllib.loads(Path("pyproject.toml").read_text())["project"]["optional-dependencies"]
+    hint = Path(space.__file__).read_text().split("pip install -e '.[", 1)[1].split("]", 1)[0]
+    assert hint in extras and any(dep.startswith("scipy") for dep in extras[hint])
 
 
 def test_nsga2_breeds_generations_of_the_configured_size(tmp_path):
@@ -152,6 +190,7 @@ def test_storage_urls_are_checked_and_credentials_masked(tmp_path):
 
 
 # ---- running: resume, parallel workers, SIGKILL ----
+@pytest.mark.slow
 @requires_fashion_mnist
 def test_rerun_resumes_and_the_budget_counts_for_the_study(tmp_path):
     sweep, results = write_sweep(tmp_path), tmp_path / "results"
@@ -174,6 +213,7 @@ def test_rerun_resumes_and_the_budget_counts_for_the_study(tmp_path):
     assert (results / "tiny" / "trials.parquet").exists() and list((results / "tiny" / "plots").glob("*.png"))
 
 
+@pytest.mark.slow
 @requires_fashion_mnist
 def test_two_local_workers_on_the_journal_cover_the_grid_once(tmp_path):
     sweep, results = write_sweep(tmp_path), tmp_path / "results"
@@ -185,6 +225,7 @@ def test_two_local_workers_on_the_journal_cover_the_grid_once(tmp_path):
     assert "database is locked" not in logs and "Traceback" not in logs
 
 
+@pytest.mark.slow
 @requires_fashion_mnist
 def test_sigkilled_worker_loses_only_its_trial_which_is_retried(tmp_path):
     base = {**TINY_BASE, "epochs": 30, "data": {**TINY_BASE["data"], "train_subset": 1024}}
@@ -247,6 +288,7 @@ def postgres(tmp_path):
         shutil.rmtree(data, ignore_errors=True)
 
 
+@pytest.mark.slow
 @requires_fashion_mnist
 @pytest.mark.postgres
 def test_two_workers_share_a_postgresql_study(tmp_path, postgres):

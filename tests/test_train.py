@@ -13,6 +13,7 @@ import pytest
 from conftest import requires_fashion_mnist, tiny_train_dict
 
 from dse.arch import build_model, expand, init_variables
+from dse.errors import ConfigError
 from dse.train import Hooks, OptimConfig, TrainConfig, train_and_evaluate
 from dse.train.optim import OPTIMIZERS, SCHEDULES, learning_rate_at, make_optimizer, schedule_arrays
 from dse.train.step import create_state, train_step
@@ -48,13 +49,24 @@ def _stop_after(epoch):
     return Hooks(on_epoch=on_epoch)
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
     augment = {"horizontal_flip": True, "random_crop_padding": 2}
     cfg = TrainConfig.model_validate(tiny_train_dict(epochs=3, model={"dropout": 0.5}, data={"augment": augment}))
     straight = train_and_evaluate(cfg, tmp_path / "straight")
     with pytest.raises(_Interrupt):
         train_and_evaluate(cfg, tmp_path / "resumed", hooks=_stop_after(2))
-    resumed = train_and_evaluate(cfg, tmp_path / "resumed")
+    # The checkpoints hold the old schedule and optimizer: resuming them under another
+    # training config is refused, naming the keys, and the run's files stay as they were.
+    written = (tmp_path / "resumed" / "config.json").read_text()
+    changed = cfg.model_copy(update={"epochs": 4, "optim": cfg.optim.model_copy(update={"learning_rate": 0.1})})
+    with pytest.raises(ConfigError) as err:
+        train_and_evaluate(changed, tmp_path / "resumed")
+    assert "changed: epochs 3 -> 4; optim.learning_rate 0.05 -> 0.1" in str(err.value) and "\n" not in str(err.value)
+    assert (tmp_path / "resumed" / "config.json").read_text() == written
+    # What only changes the report (here: a latency measurement) may change on a resume.
+    resumed = train_and_evaluate(cfg.model_copy(update={"measure_latency": True}), tmp_path / "resumed")
+    assert resumed["latency_ms"] > 0 and resumed["config_digest"] == straight["config_digest"]
     assert resumed["resumed_from_epoch"] == 2
     assert resumed["train_s_all_sessions"] > resumed["train_s"]  # the epochs before the stop count too
     assert [r["train_loss"] for r in resumed["history"]] == [r["train_loss"] for r in straight["history"]]
@@ -62,6 +74,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
         assert resumed[key] == straight[key], key
 
 
+@pytest.mark.slow
 def test_divergence_stops_with_status_and_epoch(tmp_path):
     # Adam at LR 1e6 overflows float32 in the first epoch (SGD would only kill the ReLUs).
     cfg = TrainConfig.model_validate(tiny_train_dict(optim={"name": "adam", "learning_rate": 1e6}))
@@ -104,6 +117,7 @@ def test_every_optimizer_and_schedule(name, schedule):
     assert bool(jnp.all(jnp.isfinite(updates["w"])))
 
 
+@pytest.mark.slow
 def test_data_parallel_over_two_host_devices(tmp_path):
     script = (
         "import json, sys; sys.path.insert(0, 'tests'); from conftest import tiny_train_dict;"

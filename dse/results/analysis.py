@@ -16,6 +16,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from dse.contract import OVERVIEW_METRICS
 from dse.errors import DseError
 from dse.results.metrics import ACCURACIES, METRICS, SHORT_NAMES, metric
 
@@ -127,8 +128,7 @@ def best(trials: pd.DataFrame, metric_name: str | None = None) -> pd.Series:
 def overview(trials: pd.DataFrame) -> pd.DataFrame:
     """The columns a reader scans first: status, swept parameters, objectives, size, time."""
     objectives = [o["metric"] for o in trials.attrs.get("objectives", [])]
-    wanted = ["number", "status", "reason", *swept_params(trials, seed=True), *objectives,
-              "val_top1", "model_size_mb", "macs", "epochs_completed", "duration_s"]
+    wanted = ["number", "status", "reason", *swept_params(trials, seed=True), *objectives, *OVERVIEW_METRICS, "duration_s"]
     return trials[[c for c in dict.fromkeys(wanted) if c in trials]]
 
 

@@ -114,14 +114,14 @@ def list_sweeps(results_root: str | Path = "results") -> pd.DataFrame:
             continue
         try:
             results = load(directory)
-            trials, completed = len(results.trials), int((results.trials["state"] == "COMPLETE").sum())
+            trials, complete = len(results.trials), int((results.trials["state"] == "COMPLETE").sum())
             description = results.sweep.get("description", "")
         except DseError:  # e.g. a sweep whose study lives in a database
-            trials = completed = None
+            trials = complete = None
             description = read_yaml(layout.sweep_file).get("description", "") if layout.sweep_file.is_file() else ""
-        rows.append({"name": directory.name, "description": description, "trials": trials, "completed": completed,
+        rows.append({"name": directory.name, "description": description, "trials": trials, "complete": complete,
                      "directory": str(directory)})
-    return pd.DataFrame(rows, columns=["name", "description", "trials", "completed", "directory"])
+    return pd.DataFrame(rows, columns=["name", "description", "trials", "complete", "directory"])
 
 
 def describe(sweep: Mapping[str, Any], base_resolved: Mapping[str, Any] | None = None) -> str:

@@ -20,7 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from dse.contract import SweepLayout, TrialStatus
+from dse.contract import VAL_ACCURACIES, SweepLayout, TrialStatus
 from dse.results.analysis import (
     ResultsError,
     accuracy_metric,
@@ -108,7 +108,7 @@ def _variant_order(value) -> tuple[int, str]:
     return (_VARIANT_ORDER.index(text) if text in _VARIANT_ORDER else len(_VARIANT_ORDER), text)
 
 
-def table(agg: pd.DataFrame, param: str | None = None, metrics: Sequence[str] = ("val_top1", "val_top5"),
+def table(agg: pd.DataFrame, param: str | None = None, metrics: Sequence[str] = VAL_ACCURACIES,
           size_metric: str = "model_size_mb") -> pd.DataFrame:
     """The comparison as a table in display units: mean and std per metric, size, trials.
 
@@ -224,7 +224,7 @@ def trial_curves(curves: pd.DataFrame, number: int, *, caption: str | None = Non
     first = trial.iloc[0]
     label = row_label(first, _label_params(curves))
     fig, (left, right) = _figure(f"Trial {number}: {label} ({first['status']})", caption, curves, ncols=2, figsize=(9.0, 4.0))
-    for ax, names in ((left, ("train_loss", "val_loss")), (right, ("train_top1", "val_top1", "val_top5"))):
+    for ax, names in ((left, ("train_loss", "val_loss")), (right, ("train_top1", *VAL_ACCURACIES))):
         for name in names:
             if name in trial and trial[name].notna().any():
                 ax.plot(trial["epoch"], trial[name].astype(float) * metric(name).scale, marker=".", label=metric(name).label)
