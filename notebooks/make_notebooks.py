@@ -1,4 +1,4 @@
-"""Write the results notebooks: ``python notebooks/make_notebooks.py`` from the repository root.
+"""Write the results notebooks: ``python notebooks/make_notebooks.py [--execute]`` from the repository root.
 
 The notebooks only import ``dse.results`` and call it; edit the cells here, not in the
 .ipynb files, and rerun. Their first cell reads ``DSE_RESULTS_DIR`` so tests (and
@@ -35,6 +35,16 @@ BROWSE = [
     new_code_cell("dr.overview(results.trials)"),
     new_markdown_cell("## Aggregated over seeds\n\nCompleted trials only: mean and spread of each configuration's repeats."),
     new_code_cell("summary = dr.aggregate(results.trials)\ndr.table(summary)"),
+    new_markdown_cell(
+        "## Differences, with their uncertainty\n\nEach value of the first swept parameter against its first value, the "
+        "other parameters held equal: mean over seeds, the difference and its 95% Welch interval, and `within noise` "
+        "where that interval contains zero. A sweep with one seed per configuration cannot say (`n/a`): draw no "
+        "conclusion from it."
+    ),
+    new_code_cell(
+        "param = results.params[0]\n"
+        "dr.compare_to_baseline(results.trials, param, baseline=results.trials[param].dropna().iloc[0])"
+    ),
     new_markdown_cell("## Pareto front\n\nAccuracy against model size; the front's trials are listed below the plot."),
     new_code_cell("dr.pareto(results.trials)"),
     new_code_cell("dr.overview(results.trials[dr.pareto_front(results.trials, results.objectives)])"),
@@ -59,8 +69,9 @@ PAPER = [
         "SqueezeNet's design-space results (Iandola et al. 2016: Figure 3a squeeze ratio, Figure 3b share of "
         "3x3 filters, Table 3 bypass; ImageNet) beside the sweeps `dse` ran. The datasets and budgets differ "
         "(Fashion-MNIST has 10 classes, so its top-5 is saturated and top-1 is compared), so compare the "
-        "*changes against SqueezeNet's own setting* (`Δ`, percentage points), not the levels. A sweep that "
-        "is missing is skipped with a note."
+        "*changes against SqueezeNet's own setting* (`Δ`, percentage points), not the levels. Each measured "
+        "change carries its 95% Welch interval over seeds and a `verdict` (`within noise` where the interval "
+        "contains zero). A sweep that is missing is skipped with a note."
     ),
     new_code_cell("%matplotlib inline\nimport dse.results as dr"),
     new_code_cell(
@@ -103,6 +114,19 @@ def write(name: str, cells: list) -> Path:
     return path
 
 
+def execute(path: Path) -> None:
+    """Run a notebook from the repository root and save it with its outputs, so readers see results."""
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(notebook, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(HERE.parent)}}).execute()
+    nbformat.write(notebook, path)
+
+
 if __name__ == "__main__":
+    import sys
+
     for path in (write("browse_sweep.ipynb", BROWSE), write("paper_vs_dse.ipynb", PAPER)):
+        if "--execute" in sys.argv:  # on the committed results under results/
+            execute(path)
         print(path)

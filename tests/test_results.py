@@ -198,6 +198,22 @@ def test_paper_comparison_lines_up_changes_against_the_baseline(root):
         dr.paper.compare("pct3x3", dr.load(root / "bypass").trials)
 
 
+def test_every_comparison_carries_its_interval_and_says_within_noise(root):
+    trials = dr.load(root / "bypass").trials
+    table = dr.compare_to_baseline(trials, "model.bypass", "none").set_index("model.bypass")
+    # Two seeds whose accuracies differ by 0.2 pp: simple's +1.0 pp is outside the noise,
+    # complex's +0.5 pp is not (Welch, 2 degrees of freedom: +-0.61 pp).
+    assert table["verdict"].to_dict() == {"complex": "within noise", "none": "baseline", "simple": "better"}
+    assert table.loc["simple", "diff"] == pytest.approx(0.010)
+    assert table.loc["simple", "high"] - table.loc["simple", "diff"] == pytest.approx(0.0061, abs=1e-4)
+    assert (table["n"] == 2).all()
+    comparison = dr.paper.compare("bypass", trials)
+    assert comparison["verdict"].tolist() == ["baseline", "better", "within noise"]
+    assert {"Δ 95% low", "Δ 95% high"} <= set(comparison.columns)
+    one_seed = trials[trials["seed"] == 42]
+    assert set(dr.compare_to_baseline(one_seed, "model.bypass", "none")["verdict"]) == {"baseline", "n/a (fewer than 2 seeds)"}
+
+
 # --------------------------------------------------------------------------- notebooks
 
 

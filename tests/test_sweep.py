@@ -92,7 +92,8 @@ INVALID = [
     # Every bound lives in the schema: a range is checked at both ends, a list at every value, at load.
     ("name: x\nspace: {model.sr: {low: 0.1, high: 2.0}}\nbudget: {trials: 3}\n",
      "space.model.sr: not a valid training config field or value (high 2.0: sr=2.0: squeeze ratio must be in (0, 1])"),
-    ("name: x\nspace: {model.pct3x3: {low: -0.5, high: 0.5}}\nbudget: {trials: 3}\n", "(low -0.5: pct3x3=-0.5: must be in [0, 1])"),
+    ("name: x\nspace: {model.pct3x3: {low: -0.5, high: 0.5}}\nbudget: {trials: 3}\n",
+     "(low -0.5: pct3x3=-0.5: must be in [0, 1])"),
     ("name: x\nspace: {model.base_e: {low: 0, high: 64, step: 16}}\nbudget: {trials: 3}\n", "(low 0: base_e=0"),
     ("name: x\nspace: {model.sr: {values: [0.25, 0.5, 1.5]}}\nsampler: {name: grid}\n", "(value 1.5: sr=1.5"),
     ("name: x\nspace: {optim.momentum: {low: 0.5, high: 1.0}}\nbudget: {trials: 3}\n", "(high 1.0: Input should be less than 1)"),

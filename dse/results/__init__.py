@@ -15,6 +15,8 @@ from dse.results.analysis import (
     accuracy_metric,
     aggregate,
     best,
+    compare_to_baseline,
+    difference_interval,
     overview,
     param_importance,
     pareto_front,
@@ -37,8 +39,9 @@ from dse.results.plots import (
 )
 
 __all__ = [
-    "METRICS", "Metric", "ResultsError", "SweepResults", "accuracy_metric", "aggregate", "best", "describe", "draw_all",
-    "export", "figures", "frames_from_study", "importance", "learning_curves", "list_sweeps", "load", "macro_comparison",
-    "metaparameter_sweep", "metric", "overview", "paper", "paper_comparison", "param_importance", "pareto", "pareto_front",
-    "short_label", "swept_params", "table", "trial_curves",
+    "METRICS", "Metric", "ResultsError", "SweepResults", "accuracy_metric", "aggregate", "best",
+    "compare_to_baseline", "describe", "difference_interval", "draw_all", "export", "figures", "frames_from_study",
+    "importance", "learning_curves", "list_sweeps", "load", "macro_comparison", "metaparameter_sweep", "metric",
+    "overview", "paper", "paper_comparison", "param_importance", "pareto", "pareto_front", "short_label",
+    "swept_params", "table", "trial_curves",
 ]

@@ -74,6 +74,79 @@ def aggregate(trials: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataF
     return table
 
 
+WITHIN_NOISE = "within noise"
+CONFIDENCE = 0.95
+
+
+def difference_interval(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """``(mean(a) - mean(b), low, high)``: Welch's t interval of the difference of two means.
+
+    Seeds of one configuration are few (2-3), so the interval uses Student's t with the
+    Welch-Satterthwaite degrees of freedom rather than a normal or bootstrap one; with
+    fewer than two values on a side there is no spread to judge by and the bounds are NaN.
+
+    >>> diff, low, high = difference_interval([0.90, 0.92, 0.91], [0.85, 0.86, 0.84])
+    >>> round(diff, 3), round(low, 3), round(high, 3)
+    (0.06, 0.037, 0.083)
+    """
+    from scipy import stats
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    diff = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return diff, float("nan"), float("nan")
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = float(np.sqrt(va + vb))
+    if se == 0.0:
+        return diff, diff, diff
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, dof)) * se
+    return diff, diff - half, diff + half
+
+
+def verdict(low: float, high: float, goal: str = "maximize") -> str:
+    """``better`` / ``worse`` when the interval excludes zero, else ``within noise``; ``n/a`` without one."""
+    if np.isnan(low) or np.isnan(high):
+        return "n/a (fewer than 2 seeds)"
+    if low <= 0.0 <= high:
+        return WITHIN_NOISE
+    higher = low > 0.0
+    return "better" if higher == (goal == "maximize") else "worse"
+
+
+def compare_to_baseline(trials: pd.DataFrame, param: str, baseline: Any, metric_name: str | None = None,
+                        confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """Every value of ``param`` against ``baseline``, with the other swept parameters held equal.
+
+    One row per configuration: ``n`` seeds, ``mean`` and ``std`` of ``metric_name`` over
+    them, ``diff`` (mean minus the baseline's mean), the ``low``/``high`` bounds of its
+    Welch interval at ``confidence``, and ``verdict`` (``better``, ``worse`` or
+    ``within noise`` when the interval contains zero). Values are in stored units
+    (fractions for accuracies). Only COMPLETE trials count.
+    """
+    metric_name = metric_name or accuracy_metric(trials)
+    goal = metric(metric_name).goal
+    complete = trials[(trials["state"] == "COMPLETE") & trials[metric_name].notna()]
+    others = [p for p in swept_params(trials) if p != param]
+    rows = []
+    for key, group in complete.groupby([param, *others], dropna=False, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        context = dict(zip(others, key[1:], strict=True))
+        base = complete[complete[param] == baseline]
+        for other, value in context.items():
+            base = base[base[other] == value]
+        values = group[metric_name].to_numpy(float)
+        diff, low, high = (difference_interval(values, base[metric_name].to_numpy(float), confidence) if len(base)
+                           else (float("nan"),) * 3)
+        rows.append({param: key[0], **context, "n": len(values), "mean": values.mean(),
+                     "std": values.std(ddof=1) if len(values) > 1 else float("nan"),
+                     "diff": diff, "low": low, "high": high,
+                     "verdict": "baseline" if key[0] == baseline else verdict(low, high, goal)})
+    table = pd.DataFrame(rows, columns=[param, *others, "n", "mean", "std", "diff", "low", "high", "verdict"])
+    table.attrs.update({**trials.attrs, "metric": metric_name, "baseline": baseline, "confidence": confidence})
+    return table
+
+
 def pareto_front(trials: pd.DataFrame, objectives: Any) -> pd.Series:
     """A boolean mask of the COMPLETE trials no other COMPLETE trial dominates.
 

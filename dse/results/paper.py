@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from dse.errors import DseError
-from dse.results.analysis import ResultsError, accuracy_metric, aggregate, swept_params
+from dse.results.analysis import CONFIDENCE, ResultsError, accuracy_metric, aggregate, compare_to_baseline, swept_params
 from dse.results.frames import SweepResults, load
 from dse.results.metrics import metric
 
@@ -100,7 +100,9 @@ def compare(key: str, trials: pd.DataFrame, metric_name: str | None = None) -> p
     One row per measured configuration (the paper's parameter first, other swept
     parameters after) plus paper points nobody measured. ``paper Δ (pp)`` and
     ``measured Δ (pp)`` are the changes against the paper's baseline value (for the
-    measured side: against the baseline within the same other parameters).
+    measured side: against the baseline within the same other parameters), with the
+    measured change's 95% Welch interval over seeds (``Δ 95% low``/``high``) and its
+    ``verdict`` (``within noise`` where the interval contains zero).
     """
     result = _result(key)
     metric_name = metric_name or accuracy_metric(trials)
@@ -109,23 +111,21 @@ def compare(key: str, trials: pd.DataFrame, metric_name: str | None = None) -> p
         raise ResultsError(f"sweep {sweep} does not vary {result.param}, so it cannot be set beside the {result.source}")
     info = metric(metric_name)
     others = [p for p in swept_params(trials) if p != result.param]
-    agg = aggregate(trials, by=[result.param, *others])
-    measured_col = f"measured {info.axis_label}"
+    stats = compare_to_baseline(trials, result.param, result.baseline, metric_name)
+    sizes = aggregate(trials, by=[result.param, *others])[[result.param, *others, "model_size_mb_mean"]]
+    stats = stats.merge(sizes, on=[result.param, *others], how="left")
     measured = pd.DataFrame({
-        result.param: agg[result.param],
-        **{p: agg[p] for p in others},
-        measured_col: agg[f"{metric_name}_mean"] * info.scale,
-        "measured std": agg[f"{metric_name}_std"] * info.scale,
-        "measured size (MB)": agg.get("model_size_mb_mean"),
-        "trials": agg["trials"],
+        result.param: stats[result.param],
+        **{p: stats[p] for p in others},
+        f"measured {info.axis_label}": stats["mean"] * info.scale,
+        "measured std": stats["std"] * info.scale,
+        "measured size (MB)": stats["model_size_mb_mean"],
+        "trials": stats["n"],
+        "measured Δ (pp)": stats["diff"] * info.scale,
+        f"Δ {CONFIDENCE:.0%} low": stats["low"] * info.scale,
+        f"Δ {CONFIDENCE:.0%} high": stats["high"] * info.scale,
+        "verdict": stats["verdict"],
     })
-    at_baseline = measured[measured[result.param] == result.baseline].drop(columns=result.param)
-    baseline = at_baseline.set_index(others)[measured_col] if others else at_baseline[measured_col]
-    if others:
-        base_values = measured.join(baseline.rename("_base"), on=others)["_base"]
-    else:
-        base_values = baseline.iloc[0] if len(baseline) else float("nan")
-    measured["measured Δ (pp)"] = measured[measured_col] - base_values
 
     paper = paper_table(key).reset_index()
     paper_metric = PAPER_COLUMNS[result.accuracy]

@@ -278,16 +278,27 @@ def paper_comparison(comparison: pd.DataFrame, *, caption: str | None = None) ->
         series.append((f"measured ({measured}{', ' + label if label else ''})", group, "measured Δ (pp)", f"C{i}"))
     width = 0.8 / len(series)
     for i, (label, frame, column, color) in enumerate(series):
-        heights = frame.set_index(param)[column].reindex(values).astype(float)
+        indexed = frame.set_index(param)
+        heights = indexed[column].reindex(values).astype(float)
         x = np.arange(len(values)) + (i - (len(series) - 1) / 2) * width
-        bars = ax.bar(x, heights.fillna(0.0), width, color=color, label=label)
+        errors = None
+        if column == "measured Δ (pp)":  # the measured change's confidence interval over seeds
+            low, high = (indexed[c].reindex(values).astype(float) for c in _interval_columns(comparison))
+            errors = np.nan_to_num(np.vstack([heights - low, high - heights]))
+        bars = ax.bar(x, heights.fillna(0.0), width, color=color, label=label, yerr=errors, capsize=2,
+                      error_kw={"lw": 0.8})
         ax.bar_label(bars, labels=["n/a" if np.isnan(h) else f"{h:+.1f}" for h in heights], fontsize="x-small", padding=2)
     ax.axhline(0.0, color="0.5", lw=0.8)
     ax.set_xticks(np.arange(len(values)), [short_label({param: v}) for v in values])
     ax.set_xlabel(param_label(param))
-    ax.set_ylabel("accuracy change vs baseline (percentage points)")
+    ax.set_ylabel("accuracy change vs baseline (pp), 95% interval")
     ax.legend(fontsize="x-small")
     return fig
+
+
+def _interval_columns(comparison: pd.DataFrame) -> tuple[str, str]:
+    low = next(c for c in comparison.columns if c.startswith("Δ ") and c.endswith(" low"))
+    return low, low.removesuffix(" low") + " high"
 
 
 def figures(results: SweepResults) -> dict[str, Figure]:
