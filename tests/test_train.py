@@ -93,6 +93,7 @@ def _lowered_step_text(optim: OptimConfig, epochs: int) -> str:
     return jax.jit(step).lower(state, batch, jax.random.key(0)).as_text()
 
 
+@pytest.mark.slow
 def test_trial_hyperparameters_are_data_so_the_compiled_step_is_shared():
     a = _lowered_step_text(OptimConfig(learning_rate=0.04, weight_decay=2e-4, momentum=0.9), epochs=3)
     b = _lowered_step_text(OptimConfig(learning_rate=0.3, weight_decay=1e-3, momentum=0.8, warmup_epochs=1), epochs=7)
