@@ -16,7 +16,7 @@ import pydantic
 import typer
 from rich.console import Console
 
-from dse.contract import SweepLayout
+from dse.contract import RunLayout, SweepLayout
 from dse.errors import DseError, config_error
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Design-space exploration for SqueezeNet-family CNNs.")
@@ -78,7 +78,6 @@ def train(
     """Train one network (from a YAML config and/or --set overrides) and report its results."""
     from dse import config_io
     from dse.console import TrainProgress, results_table
-    from dse.contract import RunLayout
     from dse.train import TrainConfig, train_and_evaluate
 
     _crash_log_in(RunLayout(workdir).crash_log)
@@ -87,6 +86,47 @@ def train(
     with TrainProgress(stdout) as progress:
         results = train_and_evaluate(cfg, workdir, hooks=progress.hooks())
     stdout.print(results_table(results, workdir))
+
+
+@app.command()
+def compress(
+    run_dir: Annotated[Path, typer.Argument(help="a trained run folder (dse train --workdir), with its checkpoints")],
+    sparsity: Annotated[float, typer.Option(help="share of conv weights pruned, in [0, 1)")] = 0.33,
+    bits: Annotated[int, typer.Option(help="bits per kept weight (2-8)")] = 8,
+    bits_conv: Annotated[int | None, typer.Option(help="override --bits for the convs")] = None,
+    bits_classifier: Annotated[int | None, typer.Option(help="override --bits for conv10")] = None,
+    scope: Annotated[str, typer.Option(help="per_layer or global pruning threshold")] = "per_layer",
+    prune_epochs: Annotated[int, typer.Option(help="masked retraining epochs after pruning")] = 1,
+    quant_epochs: Annotated[int, typer.Option(help="centroid fine-tuning epochs after weight sharing")] = 1,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="any other compress setting, e.g. --set kmeans_iterations=50")]
+    = None,
+    output: Annotated[Path | None, typer.Option(help="folder for model.dsez and compress.json (default RUN_DIR/compressed)")]
+    = None,
+) -> None:
+    """Deep Compression of a trained run: prune, retrain, share weights, Huffman-code into a file (Table 2)."""
+    from dse import config_io
+    from dse.compress.config import CompressConfig
+    from dse.console import compression_table
+
+    _crash_log_in(RunLayout(run_dir).crash_log)
+    given = {"sparsity": sparsity, "bits": bits, "bits_conv": bits_conv, "bits_classifier": bits_classifier, "scope": scope,
+             "prune_finetune_epochs": prune_epochs, "quant_finetune_epochs": quant_epochs}
+    settings = config_io.parse(CompressConfig, config_io.set_dotted(_given(**given), config_io.parse_overrides(set_ or [])),
+                               "dse compress")
+    from dse.compress.pipeline import compress_run
+
+    result = compress_run(run_dir, settings, output)
+    stdout.print(compression_table(result))
+
+
+@app.command()
+def evaluate(file: Annotated[Path, typer.Argument(help="a compressed model file (.dsez)")]) -> None:
+    """Decode a compressed model file and evaluate it on the test split of its dataset."""
+    from dse.compress.pipeline import evaluate_file
+
+    result = evaluate_file(file)
+    stdout.print(f"{file}: {result['size_bytes']:,} bytes, test top-1 {result['test_top1']:.4f}, "
+                 f"top-5 {result['test_top5']:.4f}, loss {result['test_loss']:.4f}", highlight=False)
 
 
 sweep_app = typer.Typer(no_args_is_help=True, help="Run, join, inspect and export Optuna sweeps.")

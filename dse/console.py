@@ -126,3 +126,19 @@ def trials_table(study, sweep, best_numbers: set[int], limit: int = 60) -> Table
             (attrs.get("reason") or "")[:60],
         )
     return table
+
+
+def compression_table(result: dict) -> Table:
+    """Deep Compression's Table 2 for one run: each step's size, ratio to float32 and accuracy."""
+    settings = result["settings"]
+    title = (f"{result['run_dir']}: {result['sparsity']:.0%} sparse, {result['bits_conv']}-bit convs, "
+             f"{result['bits_classifier']}-bit classifier -> {result['file']}")
+    table = Table(title=title, title_justify="left")
+    for column in ("step", "bytes", "MB", "vs float32", "val top-1", "test top-1", "test top-5"):
+        table.add_column(column, justify="left" if column == "step" else "right")
+    for step in result["steps"]:
+        table.add_row(step["step"], f"{step['size_bytes']:,}", f"{step['size_bytes'] / 2**20:.3f}", f"{step['ratio']:.1f}x",
+                      f"{step['val_top1']:.2%}", f"{step['test_top1']:.2%}", f"{step['test_top5']:.2%}")
+    table.caption = (f"pruning retrained {settings['prune_finetune_epochs']} epoch(s), centroids "
+                     f"{settings['quant_finetune_epochs']}; the last row is the file, decoded and evaluated; MB = MiB")
+    return table

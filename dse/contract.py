@@ -30,6 +30,7 @@ class Source(StrEnum):
     STATIC = "static"  # from the architecture spec, before training: usable in constraints
     EPOCH = "epoch"  # after every epoch (and at the end): usable by pruners
     RUN = "run"  # once, at the end of a completed run
+    COMPRESS = "compress"  # at the end of a completed run whose config asks for compression
     EPOCH_ONLY = "epoch_only"  # a field of the per-epoch history, not a trial metric
 
 
@@ -77,6 +78,13 @@ _REGISTRY = (
     Metric("total_s", "total time", Source.RUN, "s"),
     Metric("images_per_s", "throughput", Source.RUN, "images/s", goal="maximize"),
     Metric("epochs_completed", "epochs completed", Source.RUN, goal="maximize"),
+    # Known after ``compress`` (Deep Compression) at the end of a run: sizes are the file's bytes.
+    Metric("compressed_bytes", "compressed size", Source.COMPRESS, "kB", 1e-3),
+    Metric("compression_ratio", "compression ratio (float32 / file)", Source.COMPRESS, "x", goal="maximize"),
+    _accuracy("val_top1_compressed", "val top-1, compressed", Source.COMPRESS),
+    _accuracy("val_top5_compressed", "val top-5, compressed", Source.COMPRESS),
+    _accuracy("test_top1_compressed", "test top-1, compressed", Source.COMPRESS),
+    _accuracy("test_top5_compressed", "test top-5, compressed", Source.COMPRESS),
 )
 # Trial metrics, in table order: what a worker stores per trial and results tables show.
 METRICS: dict[str, Metric] = {m.name: m for m in _REGISTRY}
@@ -177,12 +185,18 @@ class RunResult(TypedDict, total=False):
     platform: str
     dse_version: str
     config_digest: str
+    compressed_bytes: int
+    compression_ratio: float
+    val_top1_compressed: float
+    val_top5_compressed: float
+    test_top1_compressed: float
+    test_top5_compressed: float
     history: list[EpochRecord]
 
 
 def run_metrics(result: dict[str, Any]) -> dict[str, Any]:
-    """The trial metrics (epoch and end-of-run sources) present in a run's result."""
-    return {k: result[k] for k in names(Source.EPOCH, Source.RUN) if result.get(k) is not None}
+    """The trial metrics a run's result carries (every source but the spec's)."""
+    return {k: result[k] for k in names(Source.EPOCH, Source.RUN, Source.COMPRESS) if result.get(k) is not None}
 
 
 @dataclass(frozen=True)
@@ -214,6 +228,10 @@ class RunLayout:
     @property
     def crash_log(self) -> Path:
         return self.root / "crash.log"
+
+    @property
+    def compressed(self) -> Path:
+        return self.root / "compressed"  # model.dsez and compress.json of ``dse compress``
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from dse.contract import METRICS, Source, TrialStatus, names
 from dse.sweep import worker as worker_module
 from dse.sweep.config import SweepConfig, load_sweep
 from dse.sweep.runner import study_deadline
+from dse.sweep.space import make_sampler
 from dse.sweep.study import CREATED_AT, open_study
 from dse.sweep.worker import Worker, budget_total, counted_trials, recover_dead_trials
 
@@ -168,3 +169,24 @@ def test_a_resumed_trial_that_is_pruned_keeps_the_epochs_before_the_resume(tmp_p
     assert trial.state == TrialState.PRUNED and trial.user_attrs["status"] == TrialStatus.PRUNED
     assert [r["epoch"] for r in trial.user_attrs["history"]] == [1, 2, 3]
     assert trial.user_attrs["seed"] == SEED
+
+
+def test_a_constraint_on_a_trained_metric_is_checked_when_the_trial_ends(tmp_path):
+    """The trial completes, is marked infeasible with its reason, and the sampler sees the excess."""
+    import dse.results as dr
+    from dse.results.frames import frames_from_study
+
+    sweep = _sweep(sampler={"name": "tpe"}, budget={"trials": 6}, constraints=[{"metric": "latency_ms", "max": 2.2}])
+    study = _study(sweep)
+    study.sampler = make_sampler(sweep)
+    _run(study, sweep, tmp_path)
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert {t.user_attrs["feasible"] for t in study.trials} == {True, False}  # the stub's latency: 1.5 ms + SR
+    for trial in study.trials:
+        feasible = trial.user_attrs["latency_ms"] <= 2.2
+        excess = trial.system_attrs[f"{optuna.samplers._base._CONSTRAINTS_KEY}:latency_ms <= 2.2"]
+        assert trial.user_attrs["feasible"] is feasible and (excess <= 0) is feasible
+        assert (trial.user_attrs["reason"] == "") is feasible and ("latency_ms=" in trial.user_attrs["reason"]) is not feasible
+    trials, _, _ = frames_from_study(study, sweep.model_dump(mode="json"))
+    front = trials[dr.pareto_front(trials, ["val_top1", "model_size_mb"])]
+    assert front["feasible"].all()

@@ -71,8 +71,10 @@ INVALID = [
     ("name: x\nbase: {epochs: many}\nspace: {model.sr: {values: [0.5]}}\nsampler: {name: grid}\n",
      "base.epochs: Input should be"),
     ("name: x\nspace: {model.sr: {values: [0.5]}}\nsampler: {name: tpe}\n", "needs budget.trials or budget.wall_clock_minutes"),
-    ("name: x\nspace: {model.sr: {values: [0.5]}}\nsampler: {name: grid}\nconstraints: [{metric: val_top1, max: 0.5}]\n",
-     "constraints apply to metrics known before training"),
+    ("name: x\nspace: {model.sr: {values: [0.5]}}\nsampler: {name: grid}\nconstraints: [{metric: accuracy, max: 0.5}]\n",
+     "constraints.0: unknown metric 'accuracy'"),
+    ("name: x\nspace: {model.sr: {values: [0.5]}}\nsampler: {name: grid}\nconstraints: [{metric: compressed_bytes, max: 5e5}]\n",
+     "compressed_bytes needs compression: add base.compress"),
     ("name: x\nspace: {model.sr: {values: [0.5]}}\nsampler: {name: grid}\npruner: {name: median}\n"
      "objectives: [{metric: val_top1, goal: maximize}, {metric: params, goal: minimize}]\n",
      "prunes single-objective studies only"),

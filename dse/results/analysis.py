@@ -148,7 +148,7 @@ def compare_to_baseline(trials: pd.DataFrame, param: str, baseline: Any, metric_
 
 
 def pareto_front(trials: pd.DataFrame, objectives: Any) -> pd.Series:
-    """A boolean mask of the COMPLETE trials no other COMPLETE trial dominates.
+    """A boolean mask of the COMPLETE (and feasible) trials no other such trial dominates.
 
     ``objectives``: ``[{"metric": ..., "goal": "maximize" | "minimize"}, ...]``, pairs
     ``(metric, goal)``, a mapping ``{metric: goal}`` or metric names (with their usual
@@ -163,6 +163,8 @@ def pareto_front(trials: pd.DataFrame, objectives: Any) -> pd.Series:
     candidates = trials[names].notna().all(axis=1)
     if "state" in trials:
         candidates &= trials["state"] == "COMPLETE"
+    if "feasible" in trials:  # completed outside a constraint checked after training (say, compressed bytes)
+        candidates &= trials["feasible"].astype("boolean").fillna(True).astype(bool)
     signs = np.array([1.0 if goal == "maximize" else -1.0 for _, goal in goals])
     points = trials.loc[candidates, names].to_numpy(float) * signs  # larger is better on every axis
     at_least = (points[:, None, :] >= points[None, :, :]).all(axis=2)  # [q, p]: q >= p everywhere

@@ -104,7 +104,10 @@ class Objective(BaseModel):
 
 
 class Constraint(BaseModel):
-    """A budget checked before training: a candidate outside it is never trained."""
+    """A bound on one metric. On a metric known before training (params, size, MACs) it is
+    checked first and a candidate outside it is never trained; on any other metric (say the
+    compressed file's bytes) it is checked when the trial ends: the trial completes, is
+    marked infeasible, and the samplers that take constraints (TPE, NSGA-II, GP) steer away."""
 
     model_config = Strict
     metric: str
@@ -112,13 +115,29 @@ class Constraint(BaseModel):
     min: float | None = None
 
     @model_validator(mode="after")
-    def _static_with_bound(self) -> Constraint:
-        if self.metric not in STATIC_METRICS:
-            raise ValueError(f"constraints apply to metrics known before training ({', '.join(STATIC_METRICS)}), "
-                             f"not {self.metric!r}")
+    def _known_with_bound(self) -> Constraint:
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown metric {self.metric!r}; choose from {', '.join(METRICS)}")
         if self.max is None and self.min is None:
             raise ValueError("needs max and/or min")
         return self
+
+    @property
+    def name(self) -> str:
+        """``"compressed_bytes <= 500000"``: the constraint's key in Optuna."""
+        bounds = [f">= {self.min:g}"] if self.min is not None else []
+        bounds += [f"<= {self.max:g}"] if self.max is not None else []
+        return f"{self.metric} {' and '.join(bounds)}"
+
+    @property
+    def before_training(self) -> bool:
+        return self.metric in STATIC_METRICS
+
+    def excess(self, metrics: dict[str, float]) -> float:
+        """How far outside the bound the value is (<= 0 inside): Optuna's constraint convention."""
+        value = metrics[self.metric]
+        return max(value - self.max if self.max is not None else -math.inf,
+                   self.min - value if self.min is not None else -math.inf)
 
     def violation(self, metrics: dict[str, float]) -> str | None:
         value = metrics[self.metric]
@@ -197,6 +216,11 @@ class SweepConfig(BaseModel):
             raise ValueError(f"pruner: the first objective must be reported per epoch ({', '.join(EPOCH_METRICS)})")
         if self.sampler.name == "nsga2" and len(self.objectives) < 2:
             raise ValueError("sampler nsga2 is for several objectives; add one or use tpe")
+        compressed = {o.metric for o in self.objectives} | {c.metric for c in self.constraints}
+        compressed &= set(names(Source.COMPRESS))
+        if compressed and "compress" not in self.base and not any(k.startswith("compress.") for k in self.space):
+            raise ValueError(f"{sorted(compressed)[0]} needs compression: add base.compress (e.g. "
+                             "{sparsity: 0.33, bits: 6}) or compress.* keys to the space")
         return self
 
     def grid(self) -> dict[str, list[Any]]:

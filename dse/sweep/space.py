@@ -48,7 +48,9 @@ def grid_points(sweep: SweepConfig) -> list[dict[str, Any]]:
 
 def make_sampler(sweep: SweepConfig, worker_index: int = 0) -> optuna.samplers.BaseSampler:
     """The sampler by name. Each worker gets seed + index, so parallel workers do not
-    propose identical candidates (a known Optuna pitfall with one shared seed)."""
+    propose identical candidates (a known Optuna pitfall with one shared seed). Samplers
+    that take constraints (TPE, NSGA-II, GP) read what the worker sets with
+    ``trial.set_constraint`` when a trial ends."""
     seed = sweep.sampler.seed + worker_index
     name = sweep.sampler.name
     if name == "grid":

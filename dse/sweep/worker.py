@@ -36,6 +36,7 @@ HEARTBEAT_S = 10.0
 STALE_AFTER_S = 120.0  # a trial whose heartbeat is older than this is dead, on any host
 POLL_S = 2.0
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+FEASIBLE = "feasible"  # trial user attr, where a constraint is checked after training (a results column too)
 
 
 def _process_start(pid: int) -> str:
@@ -221,7 +222,7 @@ class Worker:
         trial.set_user_attr("config", cfg.model.model_dump(mode="json"))
         for key, value in static.items():
             trial.set_user_attr(key, value)
-        violations = [v for c in self.sweep.constraints if (v := c.violation(static))]
+        violations = [v for c in self.sweep.constraints if c.before_training and (v := c.violation(static))]
         if violations:
             return _Outcome(TrialStatus.INFEASIBLE, "; ".join(violations), history, TrialState.FAIL)
 
@@ -255,8 +256,21 @@ class Worker:
         metrics = mean_metrics(runs)
         for key, value in metrics.items():
             trial.set_user_attr(key, value)
-        objective_values = [{**metrics, **static}[o.metric] for o in self.sweep.objectives]
-        return _Outcome(TrialStatus.COMPLETED, "", runs[0]["history"], TrialState.COMPLETE, objective_values)
+        measured = {**metrics, **static}
+        reason = self._check_after_training(trial, measured)
+        objective_values = [measured[o.metric] for o in self.sweep.objectives]
+        return _Outcome(TrialStatus.COMPLETED, reason, runs[0]["history"], TrialState.COMPLETE, objective_values)
+
+    def _check_after_training(self, trial: optuna.Trial, measured: dict[str, float]) -> str:
+        """Record the constraints known only now (e.g. compressed bytes): ``feasible``, each
+        constraint's excess for the samplers, and the violations, if any, as the trial's reason."""
+        if all(c.before_training for c in self.sweep.constraints):
+            return ""
+        for constraint in self.sweep.constraints:
+            trial.set_constraint(constraint.name, constraint.excess(measured))
+        violations = [v for c in self.sweep.constraints if (v := c.violation(measured))]
+        trial.set_user_attr(FEASIBLE, not violations)
+        return "; ".join(violations)
 
 
 def run_key(cfg) -> str:
