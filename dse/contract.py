@@ -230,8 +230,23 @@ class RunLayout:
         return self.root / "crash.log"
 
     @property
-    def compressed(self) -> Path:
-        return self.root / "compressed"  # model.dsez and compress.json of ``dse compress``
+    def compressed(self) -> CompressedLayout:
+        return CompressedLayout(self.root / "compressed")  # ``dse compress``'s default output
+
+
+@dataclass(frozen=True)
+class CompressedLayout:
+    """The output folder of one compression."""
+
+    root: Path
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model.dsez"  # the compressed model file
+
+    @property
+    def report(self) -> Path:
+        return self.root / "compress.json"  # the step table and compressed metrics
 
 
 @dataclass(frozen=True)

@@ -78,13 +78,28 @@ class StubTrainer:
         last = curve[-1]
         train_s = sum(r["epoch_train_s"] for r in curve)
         RunLayout(Path(workdir)).root.mkdir(parents=True, exist_ok=True)
-        return {
+        return {**self._compressed(cfg, last), **{
             "status": "completed", "epochs_completed": len(curve), "resumed_from_epoch": 0,
             "val_top1": last["val_top1"], "val_top5": last["val_top5"], "val_loss": last["val_loss"],
             "test_top1": last["val_top1"] - 0.005, "test_top5": last["val_top5"], "test_loss": last["val_loss"] + 0.01,
             "latency_ms": 1.5 + config["sr"], "compile_s": 12.0, "train_s": train_s, "eval_s": 2.0,
             "total_s": 14.0 + train_s, "images_per_s": 54_000 * len(curve) / train_s, "history": curve,
-        }
+        }}
+
+    @staticmethod
+    def _compressed(cfg, last: dict) -> dict:
+        """What compression adds when the config asks for it: fewer bits and more sparsity, smaller
+        files and a little accuracy lost."""
+        if cfg.compress is None:
+            return {}
+        from dse.arch import expand, summarize
+
+        float32_bytes = summarize(expand(cfg.model)).size_bytes(32)
+        kept_bits = cfg.compress.bits * (1 - cfg.compress.sparsity) + 1.0  # + about a bit of position per weight
+        lost = 0.002 * (8 - cfg.compress.bits) + 0.01 * cfg.compress.sparsity
+        return {"compressed_bytes": int(float32_bytes * kept_bits / 32), "compression_ratio": 32 / kept_bits,
+                "val_top1_compressed": last["val_top1"] - lost, "val_top5_compressed": last["val_top5"],
+                "test_top1_compressed": last["val_top1"] - 0.005 - lost, "test_top5_compressed": last["val_top5"]}
 
 
 def _fake_splits(data_config) -> SimpleNamespace:
@@ -102,6 +117,8 @@ def build_sweep(
     max_size_mb: float | None = MAX_SIZE_MB,
     pruned: int = 1,
     running: bool = False,
+    objectives: list[dict] | None = None,
+    base: dict | None = None,
 ) -> Path:
     """Run a grid sweep over ``space`` x ``repeats`` and return its results folder.
 
@@ -114,8 +131,8 @@ def build_sweep(
     sweep_yaml = {
         "name": name,
         "description": f"test sweep over {', '.join(space)}",
-        "objectives": OBJECTIVES,
-        "base": {**BASE, "epochs": epochs},
+        "objectives": objectives or OBJECTIVES,
+        "base": {**BASE, "epochs": epochs, **(base or {})},
         "space": {param: {"values": values} for param, values in space.items()},
         "repeats": repeats,
         "constraints": [{"metric": "model_size_mb", "max": max_size_mb}] if max_size_mb is not None else [],

@@ -178,6 +178,18 @@ def test_importance_from_a_study_or_its_trials(root, results):
     assert dr.importance(study).axes[0].get_xlabel().startswith("importance (% of total")
 
 
+def test_a_compression_sweep_draws_its_front_in_file_bytes_beside_float32(tmp_path):
+    objectives = [{"metric": "val_top1_compressed", "goal": "maximize"}, {"metric": "compressed_bytes", "goal": "minimize"}]
+    directory = build_sweep(tmp_path, "compress", space={"model.sr": [0.25, 0.5], "compress.bits": [4, 8]}, repeats=1,
+                            pruned=0, max_size_mb=None, objectives=objectives, base={"compress": {"sparsity": 0.5}})
+    results = dr.load(directory)
+    assert results.trials["compressed_bytes"].notna().all() and results.trials["compression_ratio"].gt(1).all()
+    figure = dr.figures(results)["pareto_compressed"]
+    ax = figure.axes[0]
+    assert ax.get_xlabel() == "compressed size (kB)" and ax.get_ylabel() == "val top-1, compressed (%)"
+    assert ax.get_xscale() == "log" and "same models in float32" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
 def test_a_sweep_that_has_only_started_still_draws(tmp_path):
     directory = build_sweep(tmp_path, "started", space={"model.sr": [1.0]}, running=True)
     results = dr.load(directory)

@@ -36,8 +36,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,9 @@ _F32 = np.dtype("<f4")
 
 
 def _shared_record(codebook: np.ndarray, indices: np.ndarray, mask: np.ndarray) -> tuple[dict, bytes]:
+    bits = len(codebook).bit_length() - 1
+    if len(codebook) != 2**bits or not 1 <= bits <= 8:
+        raise ValueError(f"codebook of {len(codebook)} entries: must be 2**bits with bits in 1..8 (uint8 indices)")
     mask = np.asarray(mask, bool)
     index_stream = huffman_encode(np.asarray(indices)[mask])
     # A layer with nothing pruned needs no positions: every weight is kept.
@@ -74,7 +77,7 @@ def _shared_record(codebook: np.ndarray, indices: np.ndarray, mask: np.ndarray) 
         table_to_bytes(index_stream.table), index_stream.data,
         table_to_bytes(gap_stream.table), gap_stream.data,
     ])
-    entry = {"kind": "shared", "bits": int(math.log2(len(codebook))), "count": index_stream.n_symbols,
+    entry = {"kind": "shared", "bits": bits, "count": index_stream.n_symbols,
              "index_bits": index_stream.n_bits, "gap_symbols": gap_stream.n_symbols, "gap_bits": gap_stream.n_bits}
     return entry, record
 
@@ -120,17 +123,26 @@ def write(path: str | Path, q: QuantizedParams, *, config: dict, metadata: dict 
     """
     path = Path(path)
     data = encode(q, config=config, metadata=metadata)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    write_atomic(path, data)
+    return len(data)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``.
+
+    A crash or error leaves the old file (if any) whole. The temporary file is opened
+    with ``open`` rather than ``mkstemp`` so it gets the umask's permissions, not 0600.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    return len(data)
 
 
 def _check_envelope(path: Path, data: bytes) -> bytes:

@@ -14,12 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from dse.compress.prune import SEP, flat, nested
+from flax import traverse_util
 
 # flax.linen.BatchNorm's default epsilon; dse.arch.model.ConvBlock does not change it.
 BN_EPSILON = 1e-5
-_SCALE = f"{SEP}bn{SEP}scale"
 
 
 def fold_batch_norm(params: Any, batch_stats: Any, epsilon: float = BN_EPSILON) -> dict:
@@ -36,25 +34,21 @@ def fold_batch_norm(params: Any, batch_stats: Any, epsilon: float = BN_EPSILON) 
         A nested dict of float32 numpy arrays with the structure of the ``batch_norm=False``
         model's params: ``<block>/conv/{kernel,bias}``; other leaves (``conv10``) copied.
     """
-    leaves = {path: np.asarray(leaf) for path, leaf in flat(params).items()}
-    stats = {path: np.asarray(leaf) for path, leaf in flat(batch_stats).items()} if batch_stats else {}
-    out = {}
-    for path, leaf in leaves.items():
-        if f"{SEP}bn{SEP}" in f"{SEP}{path}":
-            continue  # consumed by the fold below
-        out[path] = leaf.astype(np.float32)
-    for scale_path in (p for p in leaves if p.endswith(_SCALE)):
-        block = scale_path[: -len(_SCALE)]
+    # Tuple keys: a block is whatever precedes "bn", even the empty path of a lone ConvBlock.
+    leaves = {path: np.asarray(leaf) for path, leaf in traverse_util.flatten_dict(params).items()}
+    stats = {path: np.asarray(leaf) for path, leaf in traverse_util.flatten_dict(batch_stats).items()} if batch_stats else {}
+    out = {path: leaf.astype(np.float32) for path, leaf in leaves.items() if "bn" not in path[:-1]}
+    for block in (path[:-2] for path in leaves if path[-2:] == ("bn", "scale")):
         # float64 for the fold itself, so the only rounding is the final cast to float32.
-        scale = leaves[scale_path].astype(np.float64)
-        beta = leaves[f"{block}{SEP}bn{SEP}bias"].astype(np.float64)
-        mean = stats[f"{block}{SEP}bn{SEP}mean"].astype(np.float64)
-        var = stats[f"{block}{SEP}bn{SEP}var"].astype(np.float64)
+        scale = leaves[(*block, "bn", "scale")].astype(np.float64)
+        beta = leaves[(*block, "bn", "bias")].astype(np.float64)
+        mean = stats[(*block, "bn", "mean")].astype(np.float64)
+        var = stats[(*block, "bn", "var")].astype(np.float64)
         factor = scale / np.sqrt(var + epsilon)  # per output channel: the kernel's last axis
-        kernel_path = f"{block}{SEP}conv{SEP}kernel"
-        out[kernel_path] = (leaves[kernel_path].astype(np.float64) * factor).astype(np.float32)
-        out[f"{block}{SEP}conv{SEP}bias"] = (beta - mean * factor).astype(np.float32)
-    return nested(out)
+        kernel = leaves[(*block, "conv", "kernel")].astype(np.float64)
+        out[(*block, "conv", "kernel")] = (kernel * factor).astype(np.float32)
+        out[(*block, "conv", "bias")] = (beta - mean * factor).astype(np.float32)
+    return traverse_util.unflatten_dict(out)
 
 
 def folded_model_config(model_cfg: Any) -> Any:

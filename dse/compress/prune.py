@@ -18,12 +18,13 @@ requested sparsity is met to within one weight, not approximately by a threshold
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from flax import traverse_util
 
-Scope = Literal["per_layer", "global"]
+from dse.compress.config import Scope
+
 KERNEL = "kernel"  # the Flax leaf name of every conv weight (nn.Conv)
 SEP = "/"  # path separator of flattened trees: "fire2/squeeze/conv/kernel"
 

@@ -23,9 +23,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from dse.compress.config import MAX_BITS, MIN_BITS
 from dse.compress.prune import SEP, flat, is_kernel, nested
 
-MIN_BITS, MAX_BITS = 2, 8  # indices are stored as uint8
 # The classifier's layer name in dse.arch.model.SqueezeNet; its bits may differ from the convs'
 # (Deep Compression gives fully connected layers fewer bits than convs).
 CLASSIFIER_LAYER = "conv10"

@@ -20,6 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from dse.arch.analytics import MIB
 from dse.contract import VAL_ACCURACIES, SweepLayout, TrialStatus
 from dse.results.analysis import (
     ResultsError,
@@ -148,6 +149,8 @@ def pareto(trials: pd.DataFrame, x: str = "model_size_mb", y: str | None = None,
                    marker="osD^v"[i % 5], label=f"{status} ({len(group)})")
     front = trials[pareto_front(trials, {x: xm.goal, y: ym.goal})].sort_values(x)
     fx, fy = front[x].astype(float) * xm.scale, front[y].astype(float) * ym.scale
+    if x == "compressed_bytes" and y.endswith("_compressed"):
+        _float32_beside(ax, front, fx, fy, y.removesuffix("_compressed"), xm.scale)
     ax.plot(fx, fy, "-o", color="C3", label=f"Pareto front ({len(front)})")
     params = list(label_params) if label_params is not None else _label_params(trials)
     labels: dict[tuple[float, float], list[str]] = {}  # seeds of one configuration can land on one point
@@ -174,6 +177,18 @@ def pareto(trials: pd.DataFrame, x: str = "model_size_mb", y: str | None = None,
         names.append(f"not shown: {len(trials) - len(shown)} without {y} or {x}")
     ax.legend(handles, names, fontsize="small", loc="lower right")
     return fig
+
+
+def _float32_beside(ax: Axes, front: pd.DataFrame, fx: pd.Series, fy: pd.Series, float32_y: str, x_scale: float) -> None:
+    """Each front point's float32 model (its size and uncompressed accuracy), joined to its file."""
+    if float32_y not in front or front[float32_y].isna().all():
+        return
+    sx = front["model_size_mb"].astype(float) * MIB * x_scale
+    sy = front[float32_y].astype(float) * metric(float32_y).scale
+    for x0, y0, x1, y1 in zip(sx, sy, fx, fy, strict=True):
+        ax.plot([x0, x1], [y0, y1], color="C3", lw=0.6, alpha=0.5, ls=":")
+    ax.scatter(sx, sy, facecolors="none", edgecolors="C3", label="same models in float32")
+    ax.set_xscale("log")  # float32 and compressed sizes lie an order of magnitude apart
 
 
 def learning_curves(curves: pd.DataFrame, metric_name: str = "val_top1", *, numbers: Sequence[int] | None = None,
@@ -329,6 +344,9 @@ def figures(results: SweepResults) -> dict[str, Figure]:
         drawn["pareto_size"] = pareto(trials, "model_size_mb", accuracy, caption=caption)
         if trials["macs"].notna().any():
             drawn["pareto_macs"] = pareto(trials, "macs", accuracy, caption=caption)
+        compressed_accuracy = f"{accuracy.removesuffix('_compressed')}_compressed"
+        if "compressed_bytes" in trials and trials["compressed_bytes"].notna().any() and compressed_accuracy in trials:
+            drawn["pareto_compressed"] = pareto(trials, "compressed_bytes", compressed_accuracy, caption=caption)
     curve_metric = accuracy if accuracy in results.curves else "val_top1"
     drawn["learning_curves"] = learning_curves(results.curves, curve_metric, caption=caption)
     try:

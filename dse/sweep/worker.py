@@ -10,6 +10,7 @@ dead trial's last checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
@@ -30,7 +31,7 @@ from dse.errors import DseError
 from dse.sweep.config import SweepConfig
 from dse.sweep.space import SEED_PARAM, suggest
 from dse.train import Hooks, train_and_evaluate
-from dse.train.trainer import config_digest, resolve_config
+from dse.train.trainer import resolve_config
 
 HEARTBEAT_S = 10.0
 STALE_AFTER_S = 120.0  # a trial whose heartbeat is older than this is dead, on any host
@@ -274,9 +275,11 @@ class Worker:
 
 
 def run_key(cfg) -> str:
-    """Directory name of one candidate and seed, from its whole resolved training config: a retry
-    lands in the same place and resumes there, a candidate of a changed base does not."""
-    return f"{config_digest(cfg)}-seed{cfg.seed}"
+    """Directory name of one candidate and seed, from its whole resolved config: a retry lands in
+    the same place and resumes there; a candidate of a changed base, or one that trains alike but
+    compresses otherwise (two workers may run those at once), does not."""
+    whole = hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:16]
+    return f"{whole}-seed{cfg.seed}"
 
 
 def mean_metrics(runs: list[RunResult]) -> dict[str, float]:

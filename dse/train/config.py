@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dse.arch.spec import ArchConfig
+from dse.compress.config import CompressConfig
 from dse.data.config import DataConfig
 
 OptimizerName = Literal["sgd", "adam", "adamw"]
@@ -45,6 +46,8 @@ class TrainConfig(BaseModel):
     measure_latency: bool = Field(False, description="time a batch-1 forward pass after training (latency_ms)")
     checkpoint: bool = Field(True, description="save every epoch and resume from the last one")
     compilation_cache_dir: Path | None = Field(DEFAULT_CACHE_DIR, description="JAX persistent cache; null disables it")
+    compress: CompressConfig | None = Field(None, description="Deep Compression of the trained model (dse compress) at the "
+                                            "end of the run: adds compressed_bytes, test_top1_compressed, ...")
 
     @field_validator("model", mode="before")
     @classmethod
@@ -56,7 +59,9 @@ class TrainConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _warmup_fits(self) -> TrainConfig:
+    def _coherent(self) -> TrainConfig:
         if self.optim.warmup_epochs >= self.epochs:
             raise ValueError(f"optim.warmup_epochs ({self.optim.warmup_epochs}) must be less than epochs ({self.epochs})")
+        if self.compress is not None and not self.checkpoint:
+            raise ValueError("compress works on the run's checkpoint: it needs checkpoint: true")
         return self

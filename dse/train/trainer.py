@@ -24,7 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import dse
 from dse.arch import build_model, expand, init_variables, summarize
 from dse.config_io import changed_keys, flatten, read_text
-from dse.contract import EpochRecord, RunLayout, RunResult, TrialStatus
+from dse.contract import EpochRecord, RunLayout, RunResult, Source, TrialStatus, names
 from dse.data import Splits, batches, load_splits, steps_per_epoch
 from dse.errors import ConfigError
 from dse.train import compile_cache
@@ -36,13 +36,15 @@ from dse.train.step import TrainState, create_state, eval_step, train_step
 
 # Fields that change how a run is evaluated, reported or cached, never what it learns:
 # a resumed run may change these. Any other difference from the checkpoints' config is refused.
-NOT_TRAINING_FIELDS = frozenset({"eval_batch_size", "measure_latency", "checkpoint", "compilation_cache_dir", "data.prefetch"})
+NOT_TRAINING_FIELDS = frozenset({"eval_batch_size", "measure_latency", "checkpoint", "compilation_cache_dir", "data.prefetch",
+                                 "compress"})
 
 
 def training_fields(cfg: TrainConfig) -> dict[str, Any]:
     """The resolved config's fields that decide what a run learns, by dotted key."""
     flat = flatten(cfg.model_dump(mode="json"))
-    return {key: value for key, value in flat.items() if key not in NOT_TRAINING_FIELDS}
+    return {key: value for key, value in flat.items() if key.split(".", 1)[0] not in NOT_TRAINING_FIELDS
+            and key not in NOT_TRAINING_FIELDS}
 
 
 def config_digest(cfg: TrainConfig) -> str:
@@ -227,6 +229,12 @@ def train_and_evaluate(cfg: TrainConfig, workdir: str | Path, *, hooks: Hooks | 
         timer.add("eval_s", t0)
     if cfg.measure_latency and status is TrialStatus.COMPLETED:
         test["latency_ms"] = measure_latency_ms(state, splits.train.images.shape[1:])
+    compressed = {}
+    if cfg.compress is not None and status is TrialStatus.COMPLETED:
+        from dse.compress.pipeline import compress_run
+
+        report = compress_run(layout.root, cfg.compress, splits=splits)
+        compressed = {k: report[k] for k in names(Source.COMPRESS)}
     cache_after = compile_cache.counts()
     images = sum(r["images"] for r in history if r["epoch"] > start_epoch)
     results: RunResult = {
@@ -250,6 +258,7 @@ def train_and_evaluate(cfg: TrainConfig, workdir: str | Path, *, hooks: Hooks | 
         "platform": jax.default_backend(),
         "dse_version": dse.__version__,
         "config_digest": config_digest(cfg),
+        **compressed,
         "history": history,
     }
     layout.results.write_text(json.dumps(results, indent=2))
