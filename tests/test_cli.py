@@ -113,3 +113,26 @@ def test_the_crash_log_goes_to_the_run_folder(monkeypatch, tmp_path):
     except ValueError:
         assert cli._write_crash_log() == tmp_path / "run" / "crash.log"
     assert "ValueError: boom" in (tmp_path / "run" / "crash.log").read_text()
+
+
+def test_compress_and_evaluate_bad_input_is_one_line_exit_2(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text((Path(__file__).parents[1] / "results/fashion_mnist_small/config.json").read_text())
+    garbage = tmp_path / "model.dsez"
+    garbage.write_bytes(b"DSEZ" + bytes(40))
+    cases = [
+        (["compress", str(tmp_path / "nowhere")], "no config.json"),
+        (["compress", str(run)], "no checkpoint"),
+        (["compress", str(run), "--sparsity", "1.0"], "sparsity: Input should be less than 1"),
+        (["compress", str(run), "--bits", "9"], "bits: Input should be less than or equal to 8"),
+        (["compress", str(run), "--scope", "everywhere"], "scope: Input should be"),
+        (["compress", str(run), "--set", "kmeans=3"], "kmeans: unknown key"),
+        (["evaluate", str(garbage)], str(garbage)),
+        (["evaluate", str(tmp_path / "missing.dsez")], "missing.dsez"),
+    ]
+    for args, fragment in cases:
+        result = dse(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert fragment in result.stderr and len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+    assert sorted(p.name for p in run.iterdir()) == ["config.json"]  # nothing written
