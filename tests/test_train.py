@@ -139,3 +139,18 @@ def test_dse_train_rejects_unknown_keys_in_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "dse", "train", str(config)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert out.stderr.strip() == f"dse: error: {config}: optim.lr: unknown key"
+
+
+@pytest.mark.slow
+def test_a_run_with_compress_reports_its_file_and_may_recompress_without_retraining(tmp_path):
+    compress = {"sparsity": 0.5, "bits": 4, "prune_finetune_epochs": 1, "quant_finetune_epochs": 1, "max_steps_per_epoch": 2}
+    cfg = TrainConfig.model_validate(tiny_train_dict(epochs=1, compress=compress))
+    first = train_and_evaluate(cfg, tmp_path)
+    file = tmp_path / "compressed" / "model.dsez"
+    assert first["compressed_bytes"] == file.stat().st_size and first["compression_ratio"] > 4
+    assert 0.0 < first["test_top1_compressed"] <= 1.0
+    assert json.loads((tmp_path / "results.json").read_text())["compressed_bytes"] == first["compressed_bytes"]
+    # Compression settings are not training: the same run compresses again at 8 bits, training nothing.
+    again = train_and_evaluate(cfg.model_copy(update={"compress": cfg.compress.model_copy(update={"bits": 8})}), tmp_path)
+    assert again["resumed_from_epoch"] == 1 and again["train_s"] == 0.0
+    assert again["compressed_bytes"] > first["compressed_bytes"]
