@@ -109,7 +109,8 @@ def torch_squeezenet(spec):
             return y
 
     c1 = spec.conv1
-    layers = [conv(c1.in_channels, c1.filters, c1.kernel, c1.stride, c1.padding), nn.MaxPool2d(3, 2, ceil_mode=True)]
+    layers = [conv(c1.in_channels, c1.filters, c1.kernel, c1.stride, c1.padding)]
+    layers += [nn.MaxPool2d(3, 2, ceil_mode=True)] if spec.stem_pool else []
     for fire in spec.fires:
         layers.append(Fire(fire))
         if fire.pool_after:

@@ -42,6 +42,9 @@ def arch(
     batch_norm: Annotated[bool | None, typer.Option("--batch-norm/--no-batch-norm")] = None,
     num_classes: Annotated[int | None, typer.Option()] = None,
     input_shape: Annotated[str | None, typer.Option(help="H,W,C, e.g. 227,227,3")] = None,
+    num_fires: Annotated[int | None, typer.Option(help="Fire modules, 2-16 (the paper's 8)")] = None,
+    downsample_at: Annotated[str | None, typer.Option(help="pool positions as fractions of depth, e.g. 0,0.5,1 ('' for none)")]
+    = None,
     bits: Annotated[int, typer.Option(help="bits per parameter for the size column")] = 32,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
 ) -> None:
@@ -49,14 +52,11 @@ def arch(
     from dse.arch import ArchConfig, expand, summarize
     from dse.console import arch_table
 
-    shape = None
-    if input_shape is not None:
-        try:
-            shape = tuple(int(v) for v in input_shape.split(","))
-        except ValueError:
-            raise DseError(f"--input-shape={input_shape!r}: expected three integers H,W,C") from None
+    shape = _numbers(input_shape, int, "--input-shape", "three integers H,W,C")
+    pools = _numbers(downsample_at, float, "--downsample-at", "fractions like 0,0.25,0.5")
     options = _given(preset=preset, base_e=base_e, incr_e=incr_e, freq=freq, pct3x3=pct3x3, sr=sr, stem=stem,
-                     bypass=bypass, batch_norm=batch_norm, num_classes=num_classes, input_shape=shape)
+                     bypass=bypass, batch_norm=batch_norm, num_classes=num_classes, input_shape=shape,
+                     num_fires=num_fires, downsample_at=pools)
     try:
         cfg = ArchConfig(**options)
     except pydantic.ValidationError as err:
@@ -66,6 +66,16 @@ def arch(
         print(json.dumps({"config": cfg.model_dump(mode="json"), **summary.to_dict(bits)}, indent=2))
     else:
         stdout.print(arch_table(summary, preset or "custom SqueezeNet", bits))
+
+
+def _numbers(text: str | None, kind: type, option: str, expected: str) -> tuple | None:
+    """``"227,227,3"`` -> ``(227, 227, 3)``; an empty string is an empty tuple, None stays None."""
+    if text is None:
+        return None
+    try:
+        return tuple(kind(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise DseError(f"{option}={text!r}: expected {expected}") from None
 
 
 @app.command()

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from dse.arch.analytics import Summary
+from dse.arch.analytics import MIB, Summary
 from dse.contract import OVERVIEW_METRICS, TrialStatus
 from dse.train.hooks import Hooks
 
@@ -16,19 +16,22 @@ def _n(value: int | None) -> str:
 
 
 def arch_table(summary: Summary, title: str, bits: int = 32) -> Table:
-    """The paper's Table 1 layout for any candidate, with MACs and a totals row."""
+    """The paper's Table 1 layout for any candidate, with MACs, activation elements and a totals row;
+    the caption gives activation memory, the cost of downsampling late."""
     table = Table(title=title, title_justify="left")
-    for column in ("layer", "output", "filters", "s1x1", "e1x1", "e3x3", "bypass", "params", "MACs"):
+    for column in ("layer", "output", "filters", "s1x1", "e1x1", "e3x3", "bypass", "params", "MACs", "activations"):
         table.add_column(column, justify="left" if column in ("layer", "filters", "bypass") else "right")
     for layer in summary.layers:
         h, w, c = layer.output_shape
         table.add_row(
             layer.name, f"{h}x{w}x{c}", layer.filters, _n(layer.squeeze), _n(layer.expand1x1), _n(layer.expand3x3),
-            layer.bypass, _n(layer.params or None), _n(layer.macs or None),
+            layer.bypass, _n(layer.params or None), _n(layer.macs or None), _n(layer.activations),
         )
     size = f"{summary.size_mb(bits):.2f} MB at {bits}-bit"
     table.add_section()
-    table.add_row("total", "", size, "", "", "", "", _n(summary.params), _n(summary.macs))
+    table.add_row("total", "", size, "", "", "", "", _n(summary.params), _n(summary.macs), _n(summary.activations))
+    table.caption = (f"activation memory (float32): {summary.activation_bytes() / MIB:.2f} MB all maps, "
+                     f"{summary.peak_activation_bytes() / MIB:.2f} MB largest map; MB = MiB")
     return table
 
 

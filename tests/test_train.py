@@ -147,7 +147,8 @@ def test_a_run_with_compress_reports_its_file_and_may_recompress_without_retrain
     cfg = TrainConfig.model_validate(tiny_train_dict(epochs=1, compress=compress))
     first = train_and_evaluate(cfg, tmp_path)
     file = tmp_path / "compressed" / "model.dsez"
-    assert first["compressed_bytes"] == file.stat().st_size and first["compression_ratio"] > 3  # a 13k-parameter net: the header weighs
+    # A 13k-parameter net: the header and codebooks weigh, so the ratio is modest.
+    assert first["compressed_bytes"] == file.stat().st_size and first["compression_ratio"] > 3
     assert 0.0 < first["test_top1_compressed"] <= 1.0
     assert json.loads((tmp_path / "results.json").read_text())["compressed_bytes"] == first["compressed_bytes"]
     # Compression settings are not training: the same run compresses again at 8 bits, training nothing.

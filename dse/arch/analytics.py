@@ -6,19 +6,27 @@ multiply-accumulates). With ``batch_norm`` a normalised conv has no bias of its 
 (BatchNorm's offset replaces it) and adds BatchNorm's scale and offset; running
 statistics are state, not parameters.
 
+Activation memory is counted per layer as the elements of its output map (the rows of
+Table 1; a Fire module's squeeze and expand maps inside it are not rows), in float32
+for inference: ``activation_bytes`` sums every map (all kept, as for a backward pass),
+``peak_activation_bytes`` is the largest single map. Both grow when pools move later.
+
 >>> from dse.arch.spec import ArchConfig, expand
 >>> summary = summarize(expand(ArchConfig.preset("squeezenet1_0")))
 >>> summary.params, round(summary.size_mb(32), 2)
 (1248424, 4.76)
+>>> summary.peak_activation, summary.layers[0].name   # conv1's 111x111x96 map
+(1182816, 'conv1')
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from dse.arch.spec import ConvSpec, FireSpec, NetSpec, conv_out, pool_out
+from dse.arch.spec import ConvSpec, FireSpec, NetSpec, conv_out, pool_name, pool_out
 
 MIB = 2**20  # the paper's "MB" (4.8 MB for 1,248,424 float32 parameters) is MiB
+ACTIVATION_BYTES = 4  # float32 activations
 
 
 @dataclass(frozen=True)
@@ -35,12 +43,34 @@ class LayerStats:
     params: int = 0
     macs: int = 0
 
+    @property
+    def activations(self) -> int:
+        """Elements of this layer's output map."""
+        h, w, c = self.output_shape
+        return h * w * c
+
 
 @dataclass(frozen=True)
 class Summary:
     layers: tuple[LayerStats, ...]
     params: int
     macs: int
+
+    @property
+    def activations(self) -> int:
+        """Elements of every layer's output map together."""
+        return sum(layer.activations for layer in self.layers)
+
+    @property
+    def peak_activation(self) -> int:
+        """Elements of the largest single output map."""
+        return max(layer.activations for layer in self.layers)
+
+    def activation_bytes(self) -> int:
+        return self.activations * ACTIVATION_BYTES
+
+    def peak_activation_bytes(self) -> int:
+        return self.peak_activation * ACTIVATION_BYTES
 
     def size_bytes(self, bits: int = 32) -> int:
         """Model size when every parameter is stored with ``bits`` bits (dense, no coding)."""
@@ -55,9 +85,13 @@ class Summary:
 
     def to_dict(self, bits: int = 32) -> dict:
         return {
-            "layers": [asdict(layer) for layer in self.layers],
+            "layers": [{**asdict(layer), "activations": layer.activations} for layer in self.layers],
             "params": self.params,
             "macs": self.macs,
+            "activations": self.activations,
+            "activation_bytes": self.activation_bytes(),
+            "peak_activation": self.peak_activation,
+            "peak_activation_bytes": self.peak_activation_bytes(),
             "size_bytes": self.size_bytes(bits),
             "size_mb": self.size_mb(bits),
             "bits": bits,
@@ -101,12 +135,14 @@ def summarize(spec: NetSpec) -> Summary:
     bn = spec.config.batch_norm
     hw = spec.input_shape[:2]
     conv1, hw = _conv_stats(spec.conv1, hw, bn)
-    pool1, hw = _pool_stats("maxpool1", hw, spec.conv1.filters)
-    layers = [conv1, pool1]
+    layers = [conv1]
+    if spec.stem_pool:
+        pool1, hw = _pool_stats(pool_name(0), hw, spec.conv1.filters)
+        layers.append(pool1)
     for fire in spec.fires:
         layers.append(_fire_stats(fire, hw, bn))
         if fire.pool_after:
-            pool, hw = _pool_stats(f"maxpool{fire.index + 2}", hw, fire.out_channels)
+            pool, hw = _pool_stats(pool_name(fire.index + 1), hw, fire.out_channels)
             layers.append(pool)
     conv10, hw = _conv_stats(spec.conv10, hw, batch_norm=False)
     layers += [conv10, LayerStats("avgpool10", (1, 1, spec.conv10.filters), "global")]

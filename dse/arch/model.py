@@ -79,7 +79,8 @@ class Fire(nn.Module):
 
 
 class SqueezeNet(nn.Module):
-    """conv1 -> maxpool -> fire2..fire9 (pools per spec) -> dropout -> conv10 -> ReLU -> global avg.
+    """conv1 -> fire2..fire{num_fires+1} (3x3/2 max pools where the spec puts them, maxpool1
+    after conv1 by default) -> dropout -> conv10 -> ReLU -> global avg.
 
     The ReLU after conv10 is the paper's (``head_relu``, on by default)."""
 
@@ -92,7 +93,8 @@ class SqueezeNet(nn.Module):
         c1: ConvSpec = self.spec.conv1
         conv1 = ConvBlock(c1.filters, c1.kernel, c1.stride, c1.padding, cfg.batch_norm, kernel_init=kernel_init, name="conv1")
         x = conv1(x, train)
-        x = max_pool_ceil(x)
+        if self.spec.stem_pool:
+            x = max_pool_ceil(x)
         for fire in self.spec.fires:
             x = Fire(fire, cfg.batch_norm, kernel_init, name=fire.name)(x, train)
             if fire.pool_after:

@@ -13,11 +13,29 @@ and ``e_i,1x1`` takes the rest, so the two always sum to ``e_i``. A width that
 rounds to zero is invalid input, except that ``pct3x3`` of exactly 0 or 1 asks for
 a module without the 3x3 (or 1x1) expand branch.
 
+Depth (``num_fires``, the paper's 8 by default, 2..16) continues the same formula over
+modules ``i = 0..num_fires-1``, named fire2 .. fire{num_fires+1}; the classifier keeps
+the name conv10 at every depth.
+
+Downsampling (``downsample_at``) lists one fraction of depth per 3x3/2 max pool: a pool
+at fraction ``f`` sits after module ``k = round(f * num_fires)`` (the same rounding rule,
+halves up), where ``k = 0`` is right after the stem (conv1) and ``k = num_fires`` after the
+last Fire module. The list's length is the number of pools (0 or more, in any order);
+two fractions that land on the same ``k`` are rejected. Left unset, it is the stem's own
+layout as fractions of 8 (v1.0: 0, 3/8, 7/8; v1.1 and small: 0, 2/8, 4/8), which lands
+exactly on the published positions at depth 8 and scales with ``num_fires``; where two
+default pools land on one module (only v1.1/small at depth 2) they are one pool.
+
 >>> spec = expand(ArchConfig())           # SqueezeNet v1.0, Table 1
 >>> [(f.squeeze, f.expand1x1, f.expand3x3) for f in spec.fires][:3]
 [(16, 64, 64), (16, 64, 64), (32, 128, 128)]
 >>> spec.fires[-1].name, spec.fires[-1].squeeze
 ('fire9', 64)
+>>> [pool_name(k) for k in spec.pool_positions]   # after conv1, fire4, fire8
+['maxpool1', 'maxpool4', 'maxpool8']
+>>> deep = expand(ArchConfig(num_fires=12))
+>>> deep.fires[-1].name, [pool_name(k) for k in deep.pool_positions]   # 4.5 and 10.5 round up
+('fire13', ['maxpool1', 'maxpool6', 'maxpool12'])
 """
 
 from __future__ import annotations
@@ -30,7 +48,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from dse.errors import SpecError
 
-NUM_FIRES = 8
 Stem = Literal["v1.0", "v1.1", "small"]
 Bypass = Literal["none", "simple", "complex"]
 Init = Literal["caffe", "torchvision"]
@@ -44,16 +61,17 @@ class StemPreset:
     kernel: int
     stride: int
     padding: int
-    pool_after: tuple[int, ...]  # fire indices followed by a 3x3/2 max pool
+    downsample_at: tuple[float, ...]  # default max-pool positions, as fractions of depth
 
 
-# Caffe release and torchvision: v1.0 pools after conv1, fire4, fire8; v1.1 after
-# conv1, fire3, fire5. The small-image stem (28-32 px inputs) keeps v1.1's layout
-# but with a stride-1, same-padded 3x3 conv so the input is not shrunk twice.
+# Caffe release and torchvision: v1.0 pools after conv1, fire4, fire8 (0, 3/8, 7/8 of
+# the depth); v1.1 after conv1, fire3, fire5 (0, 2/8, 4/8). The small-image stem (28-32
+# px inputs) keeps v1.1's layout but with a stride-1, same-padded 3x3 conv so the input
+# is not shrunk twice.
 STEMS: dict[str, StemPreset] = {
-    "v1.0": StemPreset(filters=96, kernel=7, stride=2, padding=0, pool_after=(2, 6)),
-    "v1.1": StemPreset(filters=64, kernel=3, stride=2, padding=0, pool_after=(1, 3)),
-    "small": StemPreset(filters=64, kernel=3, stride=1, padding=1, pool_after=(1, 3)),
+    "v1.0": StemPreset(filters=96, kernel=7, stride=2, padding=0, downsample_at=(0.0, 3 / 8, 7 / 8)),
+    "v1.1": StemPreset(filters=64, kernel=3, stride=2, padding=0, downsample_at=(0.0, 2 / 8, 4 / 8)),
+    "small": StemPreset(filters=64, kernel=3, stride=1, padding=1, downsample_at=(0.0, 2 / 8, 4 / 8)),
 }
 
 # Named architectures are data: metaparameter sets over the ArchConfig defaults.
@@ -63,9 +81,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "squeezenet_small": {"stem": "small", "num_classes": 10, "input_shape": (28, 28, 1)},
 }
 
-# Simple bypass wraps the modules whose input and output widths match in the
-# paper's network (fire3, 5, 7, 9); complex bypass adds a 1x1 conv around the rest.
-SIMPLE_BYPASS_FIRES = (1, 3, 5, 7)
+# Simple bypass wraps the modules whose input and output widths match in the paper's
+# width schedule (freq = 2): every second module, i = 1, 3, 5, ... (fire3, 5, 7, 9 at
+# depth 8), at any depth. Complex bypass adds a 1x1 conv around the rest.
+SIMPLE_BYPASS_EVERY = 2
 
 
 @dataclass(frozen=True)
@@ -89,6 +108,7 @@ BOUNDS: dict[str, Bound] = {
     "base_e": Bound("must be a positive integer", low=1),
     "incr_e": Bound("must be >= 0", low=0),
     "freq": Bound("must be a positive integer", low=1),
+    "num_fires": Bound("must be an integer in 2..16", low=2, high=16),
     "sr": Bound("squeeze ratio must be in (0, 1]", low=0, high=1, low_open=True),
     "pct3x3": Bound("must be in [0, 1]", low=0, high=1),
     "stem_filters": Bound("must be >= 1", low=1),
@@ -101,6 +121,39 @@ def bound_violation(name: str, value: Any) -> str | None:
     if value is None or BOUNDS[name].contains(value):
         return None
     return f"{name}={value}: {BOUNDS[name].rule}"
+
+
+def downsample_problem(fractions: tuple[float, ...], num_fires: int) -> str | None:
+    """Why ``downsample_at`` cannot place its pools at this depth (one line), or None.
+
+    >>> downsample_problem((0.5, 0.6), 4)
+    'downsample_at=[0.5, 0.6]: 0.5 and 0.6 both put a pool after fire3 (round(f * num_fires=4) = 2); give distinct positions'
+    """
+    shown = f"downsample_at={list(fractions)}"
+    outside = [f for f in fractions if not 0 <= f <= 1]
+    if outside:
+        return f"{shown}: {outside[0]} is outside [0, 1] (0 = after the stem, 1 = after the last Fire module)"
+    seen: dict[int, float] = {}
+    for f in fractions:
+        k = round_width(f * num_fires)
+        if k in seen:
+            return (f"{shown}: {seen[k]} and {f} both put a pool after {pooled_layer(k)} "
+                    f"(round(f * num_fires={num_fires}) = {k}); give distinct positions")
+        seen[k] = f
+    return None
+
+
+def retired_pool_after(value: Any, num_fires: int) -> str | None:
+    """``pool_after`` is retired: null still loads (configs saved before ``downsample_at``); a list
+    is refused with its ``downsample_at`` equivalent (the old maxpool1 after the stem, then each fire)."""
+    if value is None:
+        return None
+    try:
+        fractions = [0] + [round((int(p) + 1) / num_fires, 4) for p in value]
+        hint = f": pool_after={list(value)} is downsample_at={fractions}"
+    except (TypeError, ValueError):
+        hint = ""
+    return f"pool_after was replaced by downsample_at (fractions of depth, 0 = after the stem){hint}"
 
 
 class ArchConfig(BaseModel):
@@ -117,9 +170,13 @@ class ArchConfig(BaseModel):
     freq: int = 2
     pct3x3: float = 0.5
     sr: float = 0.125
+    num_fires: int = Field(8, description="depth: the number of Fire modules (fire2 .. fire{num_fires+1})")
     stem: Stem = "v1.0"
     stem_filters: int | None = Field(None, description="override the stem's conv1 width")
-    pool_after: tuple[int, ...] | None = Field(None, description="fire indices (0-7) followed by a max pool; default: the stem's")
+    downsample_at: tuple[float, ...] | None = Field(
+        None, description="one fraction of depth per 3x3/2 max pool (0 = after the stem, 1 = after the last Fire "
+        "module; round(f * num_fires), halves up); [] for none; default: the stem's layout")
+    pool_after: Any = Field(None, exclude=True, description="retired, see downsample_at; only null is accepted")
     bypass: Bypass = "none"
     batch_norm: bool = Field(False, description="not in the paper: BatchNorm after every conv but conv10")
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
@@ -148,6 +205,23 @@ class ArchConfig(BaseModel):
             raise ValueError(problem)
         return value
 
+    @field_validator("downsample_at")
+    @classmethod
+    def _distinct_positions(cls, value: tuple[float, ...] | None, info: ValidationInfo) -> tuple[float, ...] | None:
+        num_fires = info.data.get("num_fires")  # absent when num_fires itself failed
+        problem = value is not None and num_fires is not None and downsample_problem(value, num_fires)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("pool_after")
+    @classmethod
+    def _pool_after_retired(cls, value: Any, info: ValidationInfo) -> None:
+        problem = retired_pool_after(value, info.data.get("num_fires") or 8)
+        if problem:
+            raise ValueError(problem)
+        return None
+
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> ArchConfig:
         return cls(preset=name, **overrides)
@@ -165,14 +239,14 @@ class ConvSpec:
 
 @dataclass(frozen=True)
 class FireSpec:
-    name: str  # fire2 .. fire9, the paper's names
-    index: int  # 0 .. 7, the metaparameter index
+    name: str  # fire2 .. fire{num_fires+1}, the paper's names
+    index: int  # 0 .. num_fires-1, the metaparameter index
     in_channels: int
     squeeze: int
     expand1x1: int
     expand3x3: int
     bypass: Literal["none", "identity", "conv"]
-    pool_after: bool
+    pool_after: bool  # a 3x3/2 max pool follows this module
 
     @property
     def out_channels(self) -> int:
@@ -187,10 +261,26 @@ class NetSpec:
     conv1: ConvSpec
     fires: tuple[FireSpec, ...]
     conv10: ConvSpec
+    stem_pool: bool = True  # maxpool1 right after conv1 (downsample_at position 0)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return self.config.input_shape
+
+    @property
+    def pool_positions(self) -> tuple[int, ...]:
+        """Modules before each max pool, in order: 0 = the stem, k = the k-th Fire module."""
+        return (0,) * self.stem_pool + tuple(f.index + 1 for f in self.fires if f.pool_after)
+
+
+def pool_name(position: int) -> str:
+    """The paper's name of the max pool after ``position`` modules: maxpool1 after conv1, maxpool4 after fire4."""
+    return f"maxpool{position + 1}"
+
+
+def pooled_layer(position: int) -> str:
+    """The layer a pool at ``position`` follows: conv1 for 0, else fire{position + 1}."""
+    return "conv1" if position == 0 else f"fire{position + 1}"
 
 
 def round_width(x: float) -> int:
@@ -221,16 +311,35 @@ def validate(cfg: ArchConfig) -> None:
             raise SpecError(problem)
     if min(cfg.input_shape) < 1:
         raise SpecError(f"input_shape={list(cfg.input_shape)}: every dimension must be >= 1")
-    bad_pools = [p for p in cfg.pool_after or () if not 0 <= p < NUM_FIRES]
-    if bad_pools or len(set(cfg.pool_after or ())) != len(cfg.pool_after or ()):
-        raise SpecError(f"pool_after={list(cfg.pool_after)}: fire indices must be distinct and in 0..7")
+    problem = retired_pool_after(cfg.pool_after, cfg.num_fires)
+    if not problem and cfg.downsample_at is not None:
+        problem = downsample_problem(cfg.downsample_at, cfg.num_fires)
+    if problem:
+        raise SpecError(problem)
+
+
+def downsample_fractions(cfg: ArchConfig) -> tuple[float, ...]:
+    """``downsample_at``, or the stem's default layout when unset."""
+    return STEMS[cfg.stem].downsample_at if cfg.downsample_at is None else cfg.downsample_at
+
+
+def pool_positions(cfg: ArchConfig) -> tuple[int, ...]:
+    """Sorted module counts after which a max pool sits (0 = the stem); assumes a validated config
+    (so only the stem's default layout can repeat a position, and a repeat is one pool).
+
+    >>> pool_positions(ArchConfig(stem="v1.1")), pool_positions(ArchConfig(stem="v1.1", num_fires=16))
+    ((0, 2, 4), (0, 4, 8))
+    >>> pool_positions(ArchConfig(num_fires=4)), pool_positions(ArchConfig(downsample_at=[1, 0.5]))
+    ((0, 2, 4), (4, 8))
+    """
+    return tuple(sorted({round_width(f * cfg.num_fires) for f in downsample_fractions(cfg)}))
 
 
 def _bypass_kind(cfg: ArchConfig, i: int, cin: int, cout: int) -> Literal["none", "identity", "conv"]:
     if cfg.bypass == "none":
         return "none"
     if cfg.bypass == "simple":
-        if i not in SIMPLE_BYPASS_FIRES:
+        if i % SIMPLE_BYPASS_EVERY != 1:
             return "none"
         if cin != cout:
             raise SpecError(
@@ -245,17 +354,17 @@ def expand(cfg: ArchConfig) -> NetSpec:
     """Build the layer spec of one candidate; raises :class:`SpecError` on invalid input."""
     validate(cfg)
     stem = STEMS[cfg.stem]
-    pool_after = set(stem.pool_after if cfg.pool_after is None else cfg.pool_after)
+    pools = set(pool_positions(cfg))
     channels = cfg.input_shape[2]
     conv1 = ConvSpec("conv1", channels, cfg.stem_filters or stem.filters, stem.kernel, stem.stride, stem.padding)
     fires = []
     cin = conv1.filters
-    for i in range(NUM_FIRES):
+    for i in range(cfg.num_fires):
         s, e1, e3 = expand_widths(i, cfg)
-        fires.append(FireSpec(f"fire{i + 2}", i, cin, s, e1, e3, _bypass_kind(cfg, i, cin, e1 + e3), i in pool_after))
+        fires.append(FireSpec(f"fire{i + 2}", i, cin, s, e1, e3, _bypass_kind(cfg, i, cin, e1 + e3), i + 1 in pools))
         cin = e1 + e3
-    conv10 = ConvSpec("conv10", cin, cfg.num_classes, 1)
-    spec = NetSpec(cfg, conv1, tuple(fires), conv10)
+    conv10 = ConvSpec("conv10", cin, cfg.num_classes, 1)  # conv10 at every depth: checkpoints and compression use the name
+    spec = NetSpec(cfg, conv1, tuple(fires), conv10, stem_pool=0 in pools)
     _check_spatial(spec)
     return spec
 
@@ -270,14 +379,17 @@ def pool_out(size: int) -> int:
 
 
 def _check_spatial(spec: NetSpec) -> None:
+    """conv1's kernel must fit the input, and each 3x3/2 pool a map of at least 3x3 (so it
+    never shrinks a map below 1x1); the message names the first layer that does not fit."""
     h, w, _ = spec.input_shape
     c1 = spec.conv1
-    steps = [("conv1", lambda s: conv_out(s, c1.kernel, c1.stride, c1.padding)), ("maxpool1", pool_out)]
-    steps += [(f"maxpool{f.index + 2}", pool_out) for f in spec.fires if f.pool_after]
-    for name, shrink in steps:
-        if min(h, w) < (c1.kernel if name == "conv1" else 3) - (2 * c1.padding if name == "conv1" else 0):
+    steps = [("conv1", c1.kernel - 2 * c1.padding, lambda s: conv_out(s, c1.kernel, c1.stride, c1.padding))]
+    steps += [(pool_name(k), 3, pool_out) for k in spec.pool_positions]
+    for name, smallest, shrink in steps:
+        if min(h, w) < smallest:
             raise SpecError(
-                f"input_shape={list(spec.input_shape)}: too small for the pooling chain ({name} gets {h}x{w}); "
-                "use a larger input, the 'small' stem, or fewer pool_after positions"
+                f"input_shape={list(spec.input_shape)}, downsample_at={list(downsample_fractions(spec.config))}: "
+                f"too small for the pooling chain ({name} gets {h}x{w}, needs {smallest}x{smallest}); "
+                "use a larger input, the 'small' stem, or fewer downsample_at positions"
             )
         h, w = shrink(h), shrink(w)
