@@ -489,15 +489,16 @@ def test_compress_run_reports_every_step_of_a_real_run(compressed_run):
     steps = {r["step"]: r for r in result["steps"]}
     assert list(steps) == [str(s) for s in Step]
     path = run / "compressed" / "model.dsez"
-    assert result["file"] == str(path) and result["compressed_bytes"] == os.path.getsize(path) == steps["huffman"]["size_bytes"]
+    assert result["file"] == str(path)
+    assert result["compressed_bytes"] == os.path.getsize(path) == steps[Step.HUFFMAN]["size_bytes"]
     trained_params = json.loads((run / "results.json").read_text())["params"]
-    assert result["float32_bytes"] == steps["float32"]["size_bytes"] == 4 * trained_params
+    assert result["float32_bytes"] == steps[Step.FLOAT32]["size_bytes"] == 4 * trained_params
     for record in steps.values():
         assert record["ratio"] == result["float32_bytes"] / record["size_bytes"]
     assert result["compression_ratio"] > 2  # 50% sparsity, 5-bit indices, even with a tiny model's tables
     # The file is the model: its accuracy is the quantized model's, exactly (bit-exact weights).
     for key in ("val_top1", "val_top5", "test_top1", "test_top5"):
-        assert steps["huffman"][key] == steps["quantized"][key] == result[f"{key}_compressed"]
+        assert steps[Step.HUFFMAN][key] == steps[Step.QUANTIZED][key] == result[f"{key}_compressed"]
     assert result["sparsity"] == pytest.approx(0.5, abs=1e-3) and (result["bits_conv"], result["bits_classifier"]) == (5, 3)
     params, header = container.read(path)
     for name, kernel in _kernels(params).items():
