@@ -88,8 +88,7 @@ OUT_OF_BOUNDS = [
 ]
 
 
-@pytest.mark.parametrize("overrides, fragment", OUT_OF_BOUNDS)
-def test_bounds_live_in_the_schema_and_the_generator_checks_them_again(overrides, fragment):
+def assert_rejected_by_schema_and_generator(overrides: dict, fragment: str) -> None:
     with pytest.raises(pydantic.ValidationError) as err:
         ArchConfig(**overrides)
     assert fragment in str(err.value)
@@ -97,6 +96,11 @@ def test_bounds_live_in_the_schema_and_the_generator_checks_them_again(overrides
     with pytest.raises(SpecError) as err:
         expand(ArchConfig().model_copy(update=overrides))
     assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("overrides, fragment", OUT_OF_BOUNDS)
+def test_bounds_live_in_the_schema_and_the_generator_checks_them_again(overrides, fragment):
+    assert_rejected_by_schema_and_generator(overrides, fragment)
 
 
 def test_every_bound_is_checked_and_its_edges_are_inside():
@@ -279,12 +283,7 @@ def test_activation_sizes_per_layer_and_totals():
     ],
 )
 def test_bad_placements_fail_in_the_schema_and_in_the_generator(overrides, fragment):
-    with pytest.raises(pydantic.ValidationError) as err:
-        ArchConfig(**overrides)
-    assert fragment in str(err.value)
-    with pytest.raises(SpecError) as err:
-        expand(ArchConfig().model_copy(update=overrides))
-    assert fragment in str(err.value) and "\n" not in str(err.value)
+    assert_rejected_by_schema_and_generator(overrides, fragment)
 
 
 def test_configs_saved_before_downsample_at_still_load():
