@@ -51,7 +51,14 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def set_dotted(data: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``data`` with ``{"model.sr": 0.25}`` written into its nested mappings."""
+    """A copy of ``data`` with ``{"model.sr": 0.25}`` written into its nested mappings.
+
+    A mapping written where a mapping already is merges into it, so one swept value can
+    set linked fields together and keep the rest of the base:
+
+    >>> set_dotted({"model": {"sr": 0.25, "base_e": 32}}, {"model": {"num_fires": 4, "base_e": 13}})
+    {'model': {'sr': 0.25, 'base_e': 13, 'num_fires': 4}}
+    """
     data = dict(data)
     for key, value in values.items():
         node = data
@@ -60,6 +67,9 @@ def set_dotted(data: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
             child = node.get(part)
             node[part] = dict(child) if isinstance(child, dict) else {}
             node = node[part]
+        current = node.get(parts[-1])
+        if isinstance(value, dict) and isinstance(current, dict):
+            value = set_dotted(current, value)
         node[parts[-1]] = value
     return data
 

@@ -190,6 +190,24 @@ def test_a_compression_sweep_draws_its_front_in_file_bytes_beside_float32(tmp_pa
     assert ax.get_xscale() == "log" and "same models in float32" in [t.get_text() for t in ax.get_legend().get_texts()]
 
 
+def test_pool_placements_and_linked_groups_are_compared_by_readable_labels_and_their_cost(tmp_path):
+    """Moving the pools changes MACs, not parameters, so their comparison shows MACs;
+    a swept group of settings is labelled by its settings, in natural order."""
+    pools = build_sweep(tmp_path, "pools", space={"model.downsample_at": [[0.25, 0.5, 1], [0, 0.25, 0.5]]}, repeats=1,
+                        pruned=0, max_size_mb=None)
+    figure = dr.figures(dr.load(pools))["compare_model_downsample_at"]
+    accuracy, cost = figure.axes
+    assert [t.get_text() for t in accuracy.get_xticklabels()] == ["pools=0,0.25,0.5", "pools=0.25,0.5,1"]
+    assert cost.get_ylabel().startswith("MACs")
+    heights = [bar.get_height() for bar in cost.patches]
+    assert heights[0] < heights[1]  # later pools, larger maps, more MACs
+    groups = [{"num_fires": 10}, {"num_fires": 4}, {"num_fires": 8, "base_e": 13, "incr_e": 13}]
+    depth = build_sweep(tmp_path, "depth", space={"model": groups}, repeats=1, pruned=0, max_size_mb=None)
+    figure = dr.figures(dr.load(depth))["compare_model"]
+    assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == ["fires=4", "fires=8 base=13 incr=13", "fires=10"]
+    assert figure.axes[1].get_ylabel() == "model size (MB)"
+
+
 def test_a_sweep_that_has_only_started_still_draws(tmp_path):
     directory = build_sweep(tmp_path, "started", space={"model.sr": [1.0]}, running=True)
     results = dr.load(directory)

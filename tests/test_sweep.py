@@ -99,6 +99,13 @@ INVALID = [
     ("name: x\nspace: {model.base_e: {low: 0, high: 64, step: 16}}\nbudget: {trials: 3}\n", "(low 0: base_e=0"),
     ("name: x\nspace: {model.sr: {values: [0.25, 0.5, 1.5]}}\nsampler: {name: grid}\n", "(value 1.5: sr=1.5"),
     ("name: x\nspace: {optim.momentum: {low: 0.5, high: 1.0}}\nbudget: {trials: 3}\n", "(high 1.0: Input should be less than 1)"),
+    # A group of settings swept together is checked like any other value, in full.
+    ("name: x\nspace: {model: {values: [{num_fires: 4}, {num_fires: 20}]}}\nsampler: {name: grid}\n",
+     "space.model: not a valid training config field or value "
+     "(value {'num_fires': 20}: num_fires=20: must be an integer in 2..16)"),
+    ("name: x\nspace: {model: {values: [{num_fires: 4, downsample_at: [0.5, 0.6]}]}}\nsampler: {name: grid}\n",
+     "0.5 and 0.6 both put a pool after fire3"),
+    ("name: x\nspace: {model: {values: [{nm_fires: 4}]}}\nsampler: {name: grid}\n", "(value {'nm_fires': 4}: unknown key)"),
 ]
 
 
@@ -119,6 +126,17 @@ def test_validate_cli_prints_design_space_and_rejects_bad_files(tmp_path):
     bad.write_text(INVALID[0][0])
     out = dse("sweep", "validate", bad, cache=tmp_path)
     assert out.returncode == 2 and out.stderr.strip() == f"dse: error: {bad}: bogus: unknown key"
+
+
+def test_a_swept_group_of_settings_merges_into_the_base(tmp_path):
+    """Linked settings (a depth with its own widths) are one swept value; the rest of
+    ``base.model`` stays, and each value is a distinct candidate."""
+    groups = [{"num_fires": 4}, {"num_fires": 8, "base_e": 13, "incr_e": 13}]
+    sweep = load_sweep(write_sweep(tmp_path, space={"model": {"values": groups}}))
+    shallow, narrow = (sweep.train_config({"model": group}).model for group in groups)
+    assert (shallow.num_fires, shallow.base_e, shallow.batch_norm, shallow.head_relu) == (4, 16, True, False)
+    assert (narrow.num_fires, narrow.base_e, narrow.incr_e, narrow.batch_norm) == (8, 13, 13, True)
+    assert sweep.design_space_size() == 4
 
 
 @pytest.mark.parametrize("path", sorted(Path("sweeps").glob("*.yaml")), ids=lambda p: p.name)

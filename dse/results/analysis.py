@@ -6,6 +6,7 @@ hand-made frames with the same columns) and return frames or series; nothing rea
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -212,11 +213,19 @@ def short_label(values: Mapping[str, Any]) -> str:
 
     >>> short_label({"model.sr": 0.25, "model.pct3x3": 0.5, "model.bypass": "simple"})
     'sr=0.25 pct=0.5 simple'
+    >>> short_label({"model": '{"num_fires": 4, "base_e": 13}', "model.downsample_at": "[0, 0.25, 0.5]"})
+    'fires=4 base=13 pools=0,0.25,0.5'
     """
     parts = []
     for param, value in values.items():
         key = param.rsplit(".", 1)[-1]
-        if key == "bypass":
+        if isinstance(value, str) and value[:1] in "[{":  # lists and linked groups travel as JSON
+            value = json.loads(value)
+        if isinstance(value, Mapping):  # a linked group: {"num_fires": 4, "base_e": 13} -> fires=4 base=13
+            parts.append(short_label({f"{param}.{k}": v for k, v in value.items()}))
+        elif isinstance(value, list | tuple):
+            parts.append(f"{SHORT_NAMES.get(key, key)}={','.join(f'{v:g}' if isinstance(v, float) else str(v) for v in value)}")
+        elif key == "bypass":
             parts.append("vanilla" if value == "none" else str(value))
         elif isinstance(value, bool | np.bool_):
             parts.append(SHORT_NAMES.get(key, key) if value else f"no-{SHORT_NAMES.get(key, key)}")

@@ -29,10 +29,14 @@ PARAM_LABELS: dict[str, str] = {
     "stem": "stem",
     "batch_norm": "BatchNorm",
     "learning_rate": "learning rate",
+    "num_fires": "num_fires (Fire modules)",
+    "downsample_at": "downsample_at (max-pool positions, fractions of depth)",
+    "model": "model (settings swept together)",
 }
 
 # Short names for point labels such as "sr=0.25 pct=0.5 simple".
-SHORT_NAMES = {"pct3x3": "pct", "base_e": "base", "incr_e": "incr", "learning_rate": "lr", "batch_norm": "bn"}
+SHORT_NAMES = {"pct3x3": "pct", "base_e": "base", "incr_e": "incr", "learning_rate": "lr", "batch_norm": "bn",
+               "num_fires": "fires", "downsample_at": "pools"}
 
 
 def param_label(param: str) -> str:

@@ -10,6 +10,7 @@ Only :func:`draw_all` writes files.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -104,9 +105,12 @@ def macro_comparison(agg: pd.DataFrame, param: str, metric_name: str = "val_top1
 _VARIANT_ORDER = ("none", "simple", "complex", "v1.0", "v1.1", "small")
 
 
-def _variant_order(value) -> tuple[int, str]:
+def _variant_order(value) -> tuple[int, list]:
+    """The paper's order, then natural order of the text ('fires=4' before 'fires=10')."""
     text = str(value)
-    return (_VARIANT_ORDER.index(text) if text in _VARIANT_ORDER else len(_VARIANT_ORDER), text)
+    natural = [(0, float(part), "") if re.fullmatch(r"\d+(\.\d+)?", part) else (1, 0.0, part)
+               for part in re.split(r"(\d+(?:\.\d+)?)", text) if part]
+    return (_VARIANT_ORDER.index(text) if text in _VARIANT_ORDER else len(_VARIANT_ORDER), natural)
 
 
 def table(agg: pd.DataFrame, param: str | None = None, metrics: Sequence[str] = VAL_ACCURACIES,
@@ -330,6 +334,9 @@ def figures(results: SweepResults) -> dict[str, Figure]:
     agg = aggregate(trials, by=params)
     complete = trials[trials["state"] == "COMPLETE"]
     drawn: dict[str, Figure] = {}
+    # The cost beside accuracy: float32 size, or MACs where every candidate has the same
+    # size (a sweep that only moves the pools changes compute, not parameters).
+    cost = "macs" if complete["model_size_mb"].nunique() == 1 and complete["macs"].nunique() > 1 else "model_size_mb"
     for param in params:
         values = complete[param].dropna().unique()
         if len(values) < 2:
@@ -337,9 +344,9 @@ def figures(results: SweepResults) -> dict[str, Figure]:
         slug = param.replace(".", "_")
         if _numeric(values):
             if len(values) <= MAX_SWEEP_LEVELS:
-                drawn[f"sweep_{slug}"] = metaparameter_sweep(agg, param, accuracy, caption=caption)
+                drawn[f"sweep_{slug}"] = metaparameter_sweep(agg, param, accuracy, cost, caption=caption)
         else:
-            drawn[f"compare_{slug}"] = macro_comparison(agg, param, accuracy, caption=caption)
+            drawn[f"compare_{slug}"] = macro_comparison(agg, param, accuracy, cost, caption=caption)
     if len(results.objectives) >= 2 or len(params) >= 2:
         drawn["pareto_size"] = pareto(trials, "model_size_mb", accuracy, caption=caption)
         if trials["macs"].notna().any():
