@@ -16,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -197,6 +198,17 @@ class RunResult(TypedDict, total=False):
 def run_metrics(result: dict[str, Any]) -> dict[str, Any]:
     """The trial metrics a run's result carries (every source but the spec's)."""
     return {k: result[k] for k in names(Source.EPOCH, Source.RUN, Source.COMPRESS) if result.get(k) is not None}
+
+
+def stored_param(value: Any) -> Any:
+    """A swept value as the study stores it: Optuna's categorical choices are scalars, so
+    lists (pool positions) and mappings (settings swept together) travel as JSON text."""
+    return json.dumps(value) if isinstance(value, list | tuple | dict) else value
+
+
+def loaded_param(value: Any) -> Any:
+    """The inverse of :func:`stored_param`."""
+    return json.loads(value) if isinstance(value, str) and value[:1] in "[{" else value
 
 
 @dataclass(frozen=True)

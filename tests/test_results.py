@@ -163,7 +163,8 @@ def test_draw_all_saves_png_and_svg_of_figures_chosen_from_the_sweep(results, tm
 
 def test_one_parameter_sweep_gets_no_pareto_but_says_why_there_is_no_importance(root):
     results = dr.load(root / "bypass")
-    assert set(dr.figures(results)) == {"compare_model_bypass", "pareto_size", "pareto_macs", "learning_curves"}
+    assert set(dr.figures(results)) == {"compare_model_bypass", "tradeoff_model_bypass", "pareto_size", "pareto_macs",
+                                      "learning_curves"}
     text = [t.get_text() for t in dr.importance(results.trials).axes[0].texts]
     assert text == ["not computed: parameter importance needs 2 or more varied parameters; this sweep varies 1"]
     table = dr.table(dr.aggregate(results.trials), "model.bypass")
@@ -202,10 +203,19 @@ def test_pool_placements_and_linked_groups_are_compared_by_readable_labels_and_t
     heights = [bar.get_height() for bar in cost.patches]
     assert heights[0] < heights[1]  # later pools, larger maps, more MACs
     groups = [{"num_fires": 10}, {"num_fires": 4}, {"num_fires": 8, "base_e": 13, "incr_e": 13}]
-    depth = build_sweep(tmp_path, "depth", space={"model": groups}, repeats=1, pruned=0, max_size_mb=None)
-    figure = dr.figures(dr.load(depth))["compare_model"]
+    depth = dr.load(build_sweep(tmp_path, "depth", space={"model": groups}, repeats=2, pruned=0, max_size_mb=None))
+    figures = dr.figures(depth)
+    figure = figures["compare_model"]
     assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == ["fires=4", "fires=8 base=13 incr=13", "fires=10"]
     assert figure.axes[1].get_ylabel() == "model size (MB)"
+    tradeoff = figures["tradeoff_model"].axes[0]
+    assert tradeoff.get_xlabel() == "model size (MB)" and len(tradeoff.texts) == 3
+    # The stub's accuracy ignores depth and widths: equal means, an interval around zero.
+    pairs = dr.compare_pairs(depth.trials, "model", [(groups[1], groups[2]), (groups[0], groups[1])])
+    assert pairs["diff"].abs().max() < 1e-12 and (pairs["verdict"] == "within noise").all()
+    assert pairs[["n_a", "n_b"]].to_numpy().tolist() == [[2, 2], [2, 2]]
+    with pytest.raises(dr.ResultsError, match='model={"num_fires": 6}: no completed trial'):
+        dr.compare_pairs(depth.trials, "model", [({"num_fires": 6}, groups[1])])
 
 
 def test_a_sweep_that_has_only_started_still_draws(tmp_path):

@@ -15,6 +15,7 @@ from dse.results.analysis import (
     accuracy_metric,
     aggregate,
     best,
+    compare_pairs,
     compare_to_baseline,
     difference_interval,
     overview,
@@ -35,13 +36,15 @@ from dse.results.plots import (
     paper_comparison,
     pareto,
     table,
+    tradeoff,
     trial_curves,
 )
 
 __all__ = [
     "METRICS", "Metric", "ResultsError", "SweepResults", "accuracy_metric", "aggregate", "best",
-    "compare_to_baseline", "describe", "difference_interval", "draw_all", "export", "figures", "frames_from_study",
+    "compare_pairs", "compare_to_baseline", "describe", "difference_interval", "draw_all", "export", "figures",
+    "frames_from_study",
     "importance", "learning_curves", "list_sweeps", "load", "macro_comparison", "metaparameter_sweep", "metric",
     "overview", "paper", "paper_comparison", "param_importance", "pareto", "pareto_front", "short_label",
-    "swept_params", "table", "trial_curves",
+    "swept_params", "table", "tradeoff", "trial_curves",
 ]

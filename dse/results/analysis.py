@@ -6,7 +6,6 @@ hand-made frames with the same columns) and return frames or series; nothing rea
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -17,7 +16,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from dse.contract import OVERVIEW_METRICS
+from dse.contract import OVERVIEW_METRICS, loaded_param, stored_param
 from dse.errors import DseError
 from dse.results.metrics import ACCURACIES, METRICS, SHORT_NAMES, metric
 
@@ -133,7 +132,7 @@ def compare_to_baseline(trials: pd.DataFrame, param: str, baseline: Any, metric_
     for key, group in complete.groupby([param, *others], dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
         context = dict(zip(others, key[1:], strict=True))
-        base = complete[complete[param] == baseline]
+        base = complete[complete[param] == stored_param(baseline)]
         for other, value in context.items():
             base = base[base[other] == value]
         values = group[metric_name].to_numpy(float)
@@ -142,9 +141,36 @@ def compare_to_baseline(trials: pd.DataFrame, param: str, baseline: Any, metric_
         rows.append({param: key[0], **context, "n": len(values), "mean": values.mean(),
                      "std": values.std(ddof=1) if len(values) > 1 else float("nan"),
                      "diff": diff, "low": low, "high": high,
-                     "verdict": "baseline" if key[0] == baseline else verdict(low, high, goal)})
+                     "verdict": "baseline" if key[0] == stored_param(baseline) else verdict(low, high, goal)})
     table = pd.DataFrame(rows, columns=[param, *others, "n", "mean", "std", "diff", "low", "high", "verdict"])
     table.attrs.update({**trials.attrs, "metric": metric_name, "baseline": baseline, "confidence": confidence})
+    return table
+
+
+def compare_pairs(trials: pd.DataFrame, param: str, pairs: Sequence[tuple[Any, Any]], metric_name: str | None = None,
+                  confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """``metric_name`` of value ``a`` of ``param`` minus that of value ``b``, for each pair.
+
+    For questions one baseline does not answer, such as a shallower network against a
+    narrower one of the same size. Values may be given as in the sweep file (lists and
+    mappings too). One row per pair: ``a``, ``b``, seeds ``n_a``/``n_b``, ``mean_a``/
+    ``mean_b``, ``diff`` with its Welch interval ``low``/``high`` at ``confidence`` and a
+    ``verdict`` for ``a`` (stored units: fractions for accuracies; COMPLETE trials only).
+    """
+    metric_name = metric_name or accuracy_metric(trials)
+    complete = trials[(trials["state"] == "COMPLETE") & trials[metric_name].notna()]
+    rows = []
+    for a, b in pairs:
+        va, vb = (complete.loc[complete[param] == stored_param(v), metric_name].to_numpy(float) for v in (a, b))
+        if not len(va) or not len(vb):
+            missing = a if not len(va) else b
+            raise ResultsError(f"{param}={stored_param(missing)}: no completed trial to compare")
+        diff, low, high = difference_interval(va, vb, confidence)
+        rows.append({"a": stored_param(a), "b": stored_param(b), "n_a": len(va), "n_b": len(vb), "mean_a": va.mean(),
+                     "mean_b": vb.mean(), "diff": diff, "low": low, "high": high,
+                     "verdict": verdict(low, high, metric(metric_name).goal)})
+    table = pd.DataFrame(rows, columns=["a", "b", "n_a", "n_b", "mean_a", "mean_b", "diff", "low", "high", "verdict"])
+    table.attrs.update({**trials.attrs, "metric": metric_name, "param": param, "confidence": confidence})
     return table
 
 
@@ -219,8 +245,7 @@ def short_label(values: Mapping[str, Any]) -> str:
     parts = []
     for param, value in values.items():
         key = param.rsplit(".", 1)[-1]
-        if isinstance(value, str) and value[:1] in "[{":  # lists and linked groups travel as JSON
-            value = json.loads(value)
+        value = loaded_param(value)
         if isinstance(value, Mapping):  # a linked group: {"num_fires": 4, "base_e": 13} -> fires=4 base=13
             parts.append(short_label({f"{param}.{k}": v for k, v in value.items()}))
         elif isinstance(value, list | tuple):

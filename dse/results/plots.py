@@ -11,8 +11,9 @@ Only :func:`draw_all` writes files.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -22,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from dse.arch.analytics import MIB
-from dse.contract import VAL_ACCURACIES, SweepLayout, TrialStatus
+from dse.contract import VAL_ACCURACIES, SweepLayout, TrialStatus, stored_param
 from dse.results.analysis import (
     ResultsError,
     accuracy_metric,
@@ -97,6 +98,34 @@ def macro_comparison(agg: pd.DataFrame, param: str, metric_name: str = "val_top1
     if any(label for label, _ in lines):  # above the bars, where it hides none of them
         left.legend(fontsize="x-small", loc="upper left", ncols=min(len(lines), 4), frameon=False)
         left.set_ylim(top=left.get_ylim()[1] + 0.12 * (left.get_ylim()[1] - left.get_ylim()[0]))
+    return fig
+
+
+def tradeoff(agg: pd.DataFrame, param: str, cost: str = "model_size_mb", metric_name: str = "val_top1", *,
+             series: Mapping[str, Sequence[Any]] | None = None, caption: str | None = None) -> Figure:
+    """Accuracy (mean ± std over seeds) against a cost, one labelled point per value of ``param``.
+
+    ``series`` joins chosen values into named lines, e.g. ``{"fewer modules": [...],
+    "fewer filters": [...]}``, to compare two ways of reaching the same cost; values
+    are given as in the sweep file.
+    """
+    acc, cost_metric = metric(metric_name), metric(cost)
+    fig, ax = _figure(f"{acc.label} vs {cost_metric.label} by {param_label(param)}", caption, agg)
+    rows = agg.set_index(param)
+    x = _values(agg, f"{cost}_mean", cost_metric.scale)
+    y = _values(agg, f"{metric_name}_mean", acc.scale)
+    ax.errorbar(x, y, yerr=_values(agg, f"{metric_name}_std", acc.scale, 0.0), fmt="o", color="0.35", capsize=3,
+                label="mean ± std over seeds")
+    for px, py, value in zip(x, y, agg[param], strict=True):
+        ax.annotate(short_label({param: value}), (px, py), textcoords="offset points", xytext=(4, 4), fontsize="x-small")
+    for i, (name, values) in enumerate((series or {}).items()):
+        line = rows.reindex([stored_param(v) for v in values])
+        ax.plot(_values(line, f"{cost}_mean", cost_metric.scale), _values(line, f"{metric_name}_mean", acc.scale),
+                "-", color=f"C{i}", label=name)
+    ax.margins(x=0.12, y=0.12)
+    ax.set_xlabel(cost_metric.axis_label)
+    ax.set_ylabel(f"{acc.axis_label}, mean ± std")
+    ax.legend(fontsize="small", loc="lower right")
     return fig
 
 
@@ -347,6 +376,8 @@ def figures(results: SweepResults) -> dict[str, Figure]:
                 drawn[f"sweep_{slug}"] = metaparameter_sweep(agg, param, accuracy, cost, caption=caption)
         else:
             drawn[f"compare_{slug}"] = macro_comparison(agg, param, accuracy, cost, caption=caption)
+            if len(params) == 1:  # where the variants land against their cost
+                drawn[f"tradeoff_{slug}"] = tradeoff(agg, param, cost, accuracy, caption=caption)
     if len(results.objectives) >= 2 or len(params) >= 2:
         drawn["pareto_size"] = pareto(trials, "model_size_mb", accuracy, caption=caption)
         if trials["macs"].notna().any():

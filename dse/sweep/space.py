@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import itertools
-import json
 from typing import Any
 
 import optuna
 
+from dse.contract import loaded_param, stored_param
 from dse.errors import ConfigError
 from dse.sweep.config import SweepConfig
 
 SEED_PARAM = "seed"  # grid sweeps make repeats a grid axis, so each point x seed is one trial
-
-
-def _encode(value: Any) -> Any:
-    """Optuna's categorical choices are scalars; lists (e.g. pool_after) travel as JSON."""
-    return json.dumps(value) if isinstance(value, list | dict | tuple) else value
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in "[{":
-        return json.loads(value)
-    return value
 
 
 def suggest(trial: optuna.Trial, sweep: SweepConfig) -> dict[str, Any]:
@@ -30,7 +19,7 @@ def suggest(trial: optuna.Trial, sweep: SweepConfig) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, spec in sweep.space.items():
         if spec.values is not None:
-            values[key] = _decode(trial.suggest_categorical(key, [_encode(v) for v in spec.values]))
+            values[key] = loaded_param(trial.suggest_categorical(key, [stored_param(v) for v in spec.values]))
         elif spec.is_int:
             values[key] = trial.suggest_int(key, int(spec.low), int(spec.high), step=int(spec.step))
         else:
@@ -74,7 +63,7 @@ def make_sampler(sweep: SweepConfig, worker_index: int = 0) -> optuna.samplers.B
 
 
 def grid_points_axes(sweep: SweepConfig) -> dict[str, list[Any]]:
-    axes = {key: [_encode(v) for v in values] for key, values in sweep.grid().items()}
+    axes = {key: [stored_param(v) for v in values] for key, values in sweep.grid().items()}
     axes[SEED_PARAM] = list(range(sweep.repeats))
     return axes
 
