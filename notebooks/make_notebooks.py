@@ -104,6 +104,54 @@ PAPER = [
 ]
 
 
+AXES = [
+    parameters(
+        'import os\n\n'
+        'RESULTS_DIR = os.environ.get("DSE_RESULTS_DIR", "results")  # the folder holding the sweeps\n'
+        'DEFAULT_POOLS = [0, 0.25, 0.5]  # the small stem\'s pool positions (SqueezeNet v1.1\'s)\n'
+        'REFERENCE = {"num_fires": 8}  # the quarter-width network both families start from\n'
+        '# Each shallower or deeper network, and the 8-module network of the same size.\n'
+        'MATCHED = [({"num_fires": 4}, {"num_fires": 8, "base_e": 13, "incr_e": 13}),\n'
+        '           ({"num_fires": 6}, {"num_fires": 8, "base_e": 22, "incr_e": 22}),\n'
+        '           ({"num_fires": 10}, {"num_fires": 8, "base_e": 43, "incr_e": 43}),\n'
+        '           ({"num_fires": 12}, {"num_fires": 8, "base_e": 56, "incr_e": 56})]'
+    ),
+    new_markdown_cell(
+        "# Depth and downsampling: the axes the paper did not sweep\n\n"
+        "`sweeps/downsample.yaml` moves the three max pools from early to late at fixed widths (the paper's "
+        "design strategy 3, argued but not measured); `sweeps/depth.yaml` compares fewer or more Fire modules "
+        "with fewer or more filters at matched parameter counts. Differences carry their 95% Welch interval "
+        "over seeds and a `verdict` (`within noise` where the interval contains zero). A sweep that is "
+        "missing is skipped with a note."
+    ),
+    new_code_cell("%matplotlib inline\nimport dse.results as dr"),
+    new_code_cell('sweeps, missing = dr.load_many(["downsample", "depth"], results_root=RESULTS_DIR)\n'
+                  'print("\\n".join(f"skipping {name}: {why}" for name, why in missing.items()) or "all sweeps found")'),
+    new_markdown_cell("## Downsampling late (strategy 3)\n\nAccuracy, MACs and batch-1 latency per pool placement; "
+                      "each placement against the default."),
+    new_code_cell(
+        'if "downsample" in sweeps:\n'
+        '    trials = sweeps["downsample"].trials\n'
+        '    summary = dr.aggregate(trials)\n'
+        '    display(dr.table(summary, "model.downsample_at", ["val_top1", "test_top1", "macs", "latency_ms"]))\n'
+        '    display(dr.compare_to_baseline(trials, "model.downsample_at", DEFAULT_POOLS, "test_top1"))\n'
+        '    display(dr.tradeoff(summary, "model.downsample_at", "macs", "test_top1"))'
+    ),
+    new_markdown_cell("## Fewer Fire modules or fewer filters?\n\nEach depth against the 8-module network of the "
+                      "same size (`diff` = depth's accuracy minus width's), then both families against size."),
+    new_code_cell(
+        'if "depth" in sweeps:\n'
+        '    trials = sweeps["depth"].trials\n'
+        '    summary = dr.aggregate(trials)\n'
+        '    display(dr.table(summary, "model", ["val_top1", "test_top1", "params", "macs"]))\n'
+        '    display(dr.compare_pairs(trials, "model", MATCHED, "test_top1"))\n'
+        '    series = {"depth 4-12, widths 32/32": [MATCHED[0][0], MATCHED[1][0], REFERENCE, MATCHED[2][0], MATCHED[3][0]],\n'
+        '              "8 modules, widths 13-56": [MATCHED[0][1], MATCHED[1][1], REFERENCE, MATCHED[2][1], MATCHED[3][1]]}\n'
+        '    display(dr.tradeoff(summary, "model", "params", "test_top1", series=series))'
+    ),
+]
+
+
 def write(name: str, cells: list) -> Path:
     path = HERE / name
     notebook = new_notebook(cells=cells, metadata=KERNEL)
@@ -126,7 +174,8 @@ def execute(path: Path) -> None:
 if __name__ == "__main__":
     import sys
 
-    for path in (write("browse_sweep.ipynb", BROWSE), write("paper_vs_dse.ipynb", PAPER)):
+    for path in (write("browse_sweep.ipynb", BROWSE), write("paper_vs_dse.ipynb", PAPER),
+                 write("design_axes.ipynb", AXES)):
         if "--execute" in sys.argv:  # on the committed results under results/
             execute(path)
         print(path)

@@ -11,6 +11,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+import yaml
 from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 from results_fixture import build_sweep, final_accuracy
@@ -290,6 +291,18 @@ def test_paper_notebook_runs_and_skips_a_missing_sweep(root, monkeypatch, tmp_pa
     printed = "".join(o.get("text", "") for o in outputs(notebook) if o["output_type"] == "stream")
     assert "skipping pct3x3 (Figure 3b)" in printed and "skipping sr" not in printed
     assert sum("image/png" in o.get("data", {}) for o in outputs(notebook)) == 4  # sr and bypass: comparison + sweep plot
+
+
+@pytest.mark.slow
+def test_design_axes_notebook_compares_placements_and_matched_depths(tmp_path, monkeypatch):
+    groups = yaml.safe_load(Path("sweeps/depth.yaml").read_text())["space"]["model"]["values"]
+    build_sweep(tmp_path, "depth", space={"model": groups}, repeats=2, pruned=0, max_size_mb=None)
+    notebook = execute("design_axes.ipynb", tmp_path, monkeypatch, tmp_path)
+    printed = "".join(o.get("text", "") for o in outputs(notebook) if o["output_type"] == "stream")
+    assert "skipping downsample: " in printed
+    tables = [o["data"]["text/html"] for o in outputs(notebook) if "text/html" in o.get("data", {})]
+    assert len(tables) == 2 and "within noise" in tables[1]  # the stub's accuracy ignores depth and widths
+    assert sum("image/png" in o.get("data", {}) for o in outputs(notebook)) == 1
 
 
 def test_results_schemas_and_cli_import_without_jax():

@@ -24,7 +24,7 @@ from dse.results.analysis import (
     short_label,
     swept_params,
 )
-from dse.results.frames import SweepResults, describe, export, frames_from_study, list_sweeps, load
+from dse.results.frames import SweepResults, describe, export, frames_from_study, list_sweeps, load, load_many
 from dse.results.metrics import METRICS, Metric, metric
 from dse.results.plots import (
     draw_all,
@@ -44,7 +44,7 @@ __all__ = [
     "METRICS", "Metric", "ResultsError", "SweepResults", "accuracy_metric", "aggregate", "best",
     "compare_pairs", "compare_to_baseline", "describe", "difference_interval", "draw_all", "export", "figures",
     "frames_from_study",
-    "importance", "learning_curves", "list_sweeps", "load", "macro_comparison", "metaparameter_sweep", "metric",
+    "importance", "learning_curves", "list_sweeps", "load", "load_many", "macro_comparison", "metaparameter_sweep", "metric",
     "overview", "paper", "paper_comparison", "param_importance", "pareto", "pareto_front", "short_label",
     "swept_params", "table", "tradeoff", "trial_curves",
 ]

@@ -88,6 +88,20 @@ def load(name_or_dir: str | Path, *, results_root: str | Path = "results", stora
     )
 
 
+def load_many(names: Iterable[str], *, results_root: str | Path = "results") -> tuple[dict[str, SweepResults], dict[str, str]]:
+    """Load the sweeps that exist: ``(results by name, why each other one could not be loaded)``.
+
+    For notebooks and reports that cover several sweeps and should show what is there.
+    """
+    found, missing = {}, {}
+    for name in names:
+        try:
+            found[name] = load(name, results_root=results_root)
+        except DseError as err:
+            missing[name] = str(err)
+    return found, missing
+
+
 def frames_from_study(
     study: optuna.Study, sweep: Mapping[str, Any] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:

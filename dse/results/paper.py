@@ -20,9 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from dse.errors import DseError
 from dse.results.analysis import CONFIDENCE, ResultsError, accuracy_metric, aggregate, compare_to_baseline, swept_params
-from dse.results.frames import SweepResults, load
+from dse.results.frames import SweepResults, load_many
 from dse.results.metrics import metric
 
 
@@ -85,13 +84,10 @@ def paper_table(key: str) -> pd.DataFrame:
 
 def load_sweeps(results_dir: str | Path, sweeps: Mapping[str, str]) -> tuple[dict[str, SweepResults], list[str]]:
     """Load ``{paper key: sweep name}`` from ``results_dir``: ``(found, one note per missing sweep)``."""
-    found, missing = {}, []
-    for key, name in sweeps.items():
-        try:
-            found[key] = load(name, results_root=results_dir)
-        except DseError as err:
-            missing.append(f"skipping {key} ({_result(key).source}): {err}")
-    return found, missing
+    loaded, missing = load_many(sweeps.values(), results_root=results_dir)
+    found = {key: loaded[name] for key, name in sweeps.items() if name in loaded}
+    notes = [f"skipping {key} ({_result(key).source}): {missing[name]}" for key, name in sweeps.items() if name in missing]
+    return found, notes
 
 
 def compare(key: str, trials: pd.DataFrame, metric_name: str | None = None) -> pd.DataFrame:
