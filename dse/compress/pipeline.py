@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pydantic
@@ -48,8 +48,8 @@ def _validated_settings(settings: CompressConfig | Mapping[str, Any] | None) -> 
         raise config_error(err, "compress settings") from None
 
 
-def _load_run(run_dir: Path):
-    """(resolved TrainConfig, checkpoint epoch) of a trained run; one-line DataError/ConfigError otherwise."""
+def load_run(run_dir: Path):
+    """(resolved TrainConfig, RunLayout) of a trained run with a checkpoint; one-line DataError/ConfigError otherwise."""
     from dse.train.config import TrainConfig
 
     layout = RunLayout(run_dir)
@@ -65,7 +65,7 @@ def _load_run(run_dir: Path):
     return cfg, layout
 
 
-def _restore_state(cfg, layout: RunLayout, model):
+def restore_last_state(cfg, layout: RunLayout, model):
     """The run's last checkpointed TrainState, restored into the trainer's state structure."""
     import jax
     import jax.numpy as jnp
@@ -189,13 +189,13 @@ def compress_run(run_dir: str | Path, settings: CompressConfig | Mapping[str, An
 
     settings = _validated_settings(settings)
     run_dir = Path(run_dir)
-    cfg, layout = _load_run(run_dir)
+    cfg, layout = load_run(run_dir)
     compile_cache.enable(cfg.compilation_cache_dir)  # the trainer's: a second compression of one architecture compiles nothing
     out = CompressedLayout(Path(out_dir)) if out_dir is not None else layout.compressed
     out_dir = out.root
     splits = splits or load_splits(cfg.data)
     model = build_model(expand(cfg.model))
-    state, epoch = _restore_state(cfg, layout, model)
+    state, epoch = restore_last_state(cfg, layout, model)
     # Host copies: every later step works on numpy trees, so each evaluation of one model compiles once.
     trained, trained_stats = jax.device_get(state.params), jax.device_get(state.batch_stats)
     batch_size = settings.batch_size or cfg.batch_size
@@ -268,6 +268,38 @@ def compress_run(run_dir: str | Path, settings: CompressConfig | Mapping[str, An
     return result
 
 
+class DecodedModel(NamedTuple):
+    """A ``.dsez`` file read back: the (BatchNorm-free) network, its weights and the data it expects."""
+
+    model_config: Any  # ArchConfig
+    params: dict  # nested float32 numpy arrays, ready for ``model.apply``
+    mean: np.ndarray  # per-channel normalisation the weights were trained with, [0, 1] pixel units
+    std: np.ndarray
+    header: dict  # the file's whole header (``config``, ``metadata``, ``tensors``)
+
+
+def read_model_file(path: str | Path) -> DecodedModel:
+    """Decode a ``.dsez`` file written by :func:`compress_run` into a network and its normalisation.
+
+    Raises:
+        DataError: a malformed file, or a header without the model config or normalisation.
+        ConfigError: a model config this dse does not accept.
+    """
+    from dse.arch.spec import ArchConfig
+    from dse.compress import container
+
+    path = Path(path)
+    params, header = container.read(path)
+    try:
+        model_cfg = ArchConfig.model_validate(header["config"]["model"])
+        mean, std = np.asarray(header["metadata"]["mean"], np.float32), np.asarray(header["metadata"]["std"], np.float32)
+    except (KeyError, TypeError) as err:
+        raise DataError(f"{path}: header lacks {err} (written by another tool?)") from None
+    except pydantic.ValidationError as err:
+        raise config_error(err, f"{path}: header") from None
+    return DecodedModel(model_cfg, params, mean, std, header)
+
+
 def evaluate_file(path: str | Path, data_config_override: Any = None, batch_size: int = 500) -> dict:
     """Decode a ``.dsez`` file and evaluate it on the test split of the data it was trained on.
 
@@ -286,19 +318,16 @@ def evaluate_file(path: str | Path, data_config_override: Any = None, batch_size
             whose image shape or class count does not match the model.
     """
     from dse.arch import build_model, expand
-    from dse.arch.spec import ArchConfig
-    from dse.compress import container
     from dse.compress.finetune import evaluate
     from dse.data import load_splits
     from dse.data.config import DataConfig
 
     path = Path(path)
-    params, header = container.read(path)
+    decoded = read_model_file(path)
+    model_cfg = decoded.model_config
     try:
-        model_cfg = ArchConfig.model_validate(header["config"]["model"])
-        data = data_config_override if data_config_override is not None else header["config"]["data"]
+        data = data_config_override if data_config_override is not None else decoded.header["config"]["data"]
         data_cfg = data if isinstance(data, DataConfig) else DataConfig.model_validate(data)
-        mean, std = np.asarray(header["metadata"]["mean"], np.float32), np.asarray(header["metadata"]["std"], np.float32)
     except (KeyError, TypeError) as err:
         raise DataError(f"{path}: header lacks {err} (written by another tool?)") from None
     except pydantic.ValidationError as err:
@@ -307,7 +336,6 @@ def evaluate_file(path: str | Path, data_config_override: Any = None, batch_size
     if tuple(splits.test.images.shape[1:]) != tuple(model_cfg.input_shape) or splits.test.num_classes > model_cfg.num_classes:
         raise DataError(f"{path}: model takes {tuple(model_cfg.input_shape)} images in {model_cfg.num_classes} classes; "
                         f"the data has {tuple(splits.test.images.shape[1:])} images in {splits.test.num_classes}")
-    test = evaluate(build_model(expand(model_cfg)).apply, {"params": params}, splits.test, mean=mean, std=std,
-                    batch_size=batch_size)
+    test = evaluate(build_model(expand(model_cfg)).apply, {"params": decoded.params}, splits.test, mean=decoded.mean,
+                    std=decoded.std, batch_size=batch_size)
     return {"test_top1": test["top1"], "test_top5": test["top5"], "test_loss": test["loss"], "size_bytes": path.stat().st_size}
-
