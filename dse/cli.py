@@ -139,6 +139,33 @@ def evaluate(file: Annotated[Path, typer.Argument(help="a compressed model file 
                  f"top-5 {result['test_top5']:.4f}, loss {result['test_loss']:.4f}", highlight=False)
 
 
+@app.command()
+def export(
+    source: Annotated[Path, typer.Argument(help="a trained run folder (its last checkpoint) or a compressed .dsez file")],
+    output: Annotated[Path, typer.Option(help="the file to write")],
+    format_: Annotated[str, typer.Option("--format", help="export format: onnx")] = "onnx",
+) -> None:
+    """Export a trained or compressed network for inference: ONNX, NHWC float32 pixels in [0, 1] -> logits."""
+    from dse.deploy.onnx_export import export_model
+
+    result = export_model(source, output, format_)
+    stdout.print(f"{source} -> {result['file']}: {result['bytes']:,} bytes, {result['format']} opset {result['opset']}, "
+                 f"input {result['input']}, output {result['output']}", highlight=False)
+
+
+@app.command()
+def latency(
+    source: Annotated[Path, typer.Argument(help="a run folder or .dsez file (ONNX Runtime and JAX), or an .onnx file")],
+    threads: Annotated[int, typer.Option(help="ONNX Runtime intra-op threads (1: independent of the machine's load)")] = 1,
+    repeats: Annotated[int, typer.Option(help="timed calls per measurement, after untimed warm-up calls")] = 50,
+) -> None:
+    """Median and p90 inference latency at batch 1 and 64 on the CPU, in ONNX Runtime and jitted JAX."""
+    from dse.console import latency_table
+    from dse.deploy.latency import measure_path_latency
+
+    stdout.print(latency_table(measure_path_latency(source, threads=threads, repeats=repeats)))
+
+
 sweep_app = typer.Typer(no_args_is_help=True, help="Run, join, inspect and export Optuna sweeps.")
 app.add_typer(sweep_app, name="sweep")
 ResultsRoot = Annotated[Path, typer.Option(help="folder holding one results folder per sweep")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -9,6 +11,9 @@ from rich.table import Table
 from dse.arch.analytics import MIB, Summary
 from dse.contract import OVERVIEW_METRICS, TrialStatus
 from dse.train.hooks import Hooks
+
+if TYPE_CHECKING:
+    from dse.deploy.latency import LatencyReport
 
 
 def _n(value: int | None) -> str:
@@ -32,6 +37,22 @@ def arch_table(summary: Summary, title: str, bits: int = 32) -> Table:
     table.add_row("total", "", size, "", "", "", "", _n(summary.params), _n(summary.macs), _n(summary.activations))
     table.caption = (f"activation memory (float32): {summary.activation_bytes() / MIB:.2f} MB all maps, "
                      f"{summary.peak_activation_bytes() / MIB:.2f} MB largest map; MB = MiB")
+    return table
+
+
+def latency_table(report: LatencyReport) -> Table:
+    """One row per runtime and batch size: median and p90 per call, and per image."""
+    table = Table(title=f"inference latency, CPU: {report.source}", title_justify="left")
+    for column in ("runtime", "batch", "median ms", "p90 ms", "median ms / image"):
+        table.add_column(column, justify="left" if column == "runtime" else "right")
+    for runtime, timings in report.timings.items():
+        for timing in timings.values():
+            table.add_row(runtime, str(timing.batch), f"{timing.median_ms:.3f}", f"{timing.p90_ms:.3f}",
+                          f"{timing.median_ms / timing.batch:.3f}")
+    repeats = next(t.repeats for timings in report.timings.values() for t in timings.values())
+    jax_threads = "; JAX: XLA's own thread pool (every core)" if len(report.timings) > 1 else ""
+    table.caption = (f"ONNX Runtime: {report.threads} intra-op thread(s){jax_threads}; "
+                     f"{repeats} timed calls each, warm-up excluded")
     return table
 
 

@@ -1,7 +1,9 @@
-"""Shared fixtures: tiny configs on the real Fashion-MNIST files."""
+"""Shared fixtures: tiny configs on the real Fashion-MNIST files, random trained-looking weights."""
 
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
@@ -27,3 +29,32 @@ def tiny_train_dict(**overrides) -> dict:
         else:
             base[key] = value
     return base
+
+
+def random_variables(cfg, seed: int = 1) -> dict:
+    """Flax variables of the network ``cfg`` (an ArchConfig): random weights, and with BatchNorm
+    parameters and statistics far from the identity. JAX is imported here, not by every test module."""
+    import jax
+    import jax.numpy as jnp
+
+    from dse.arch import build_model, expand
+
+    model = build_model(expand(cfg))
+    # Shapes by tracing only: a real (jitted) init would cost a compile for values we replace anyway.
+    shapes = jax.eval_shape(lambda: model.init({"params": jax.random.key(0)}, jnp.zeros((1, *cfg.input_shape)), train=False))
+    rng = np.random.default_rng(seed)
+
+    def fill(path, leaf):
+        # Signed scales test the fold for real; the rest is mild enough that ReLUs stay alive and
+        # gradients reach conv1. conv10 is wider than its N(0, 0.01) init so the logits are not flat.
+        name, shape = path[-1].key, leaf.shape
+        if name == "kernel":
+            std = 0.3 if path[1].key == "conv10" else math.sqrt(2 / math.prod(shape[:-1]))
+            return rng.normal(0, std, shape).astype(np.float32)
+        if name == "var":
+            return rng.uniform(0.5, 2.0, shape).astype(np.float32)
+        if name == "scale":
+            return (rng.uniform(0.5, 2.0, shape) * rng.choice([-1, 1], shape, p=[0.2, 0.8])).astype(np.float32)
+        return rng.normal(0, 0.1, shape).astype(np.float32)  # BN mean and bias, conv10 bias
+
+    return jax.tree_util.tree_map_with_path(fill, shapes)

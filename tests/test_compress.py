@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import FASHION_MNIST, requires_fashion_mnist, tiny_train_dict
+from conftest import FASHION_MNIST, random_variables, requires_fashion_mnist, tiny_train_dict
 
 from dse.arch import ArchConfig, build_model, expand, init_variables
 from dse.arch.model import ConvBlock
@@ -76,25 +76,8 @@ def images():
 @pytest.fixture(scope="module")
 def bn_model():
     """A tiny BatchNorm SqueezeNet with random weights, BN parameters and statistics far from the identity."""
-    model = build_model(expand(ArchConfig.preset("squeezenet_small", **TINY, batch_norm=True)))
-    # Shapes by tracing only: a real (jitted) init would cost a compile for values we replace anyway.
-    shapes = jax.eval_shape(lambda: model.init({"params": jax.random.key(0)}, jnp.zeros((1, *TINY["input_shape"])), train=False))
-    rng = np.random.default_rng(1)
-
-    def fill(path, leaf):
-        # Signed scales test the fold for real; the rest is mild enough that ReLUs stay alive and
-        # gradients reach conv1. conv10 is wider than its N(0, 0.01) init so the logits are not flat.
-        name, shape = path[-1].key, leaf.shape
-        if name == "kernel":
-            std = 0.3 if path[1].key == "conv10" else math.sqrt(2 / math.prod(shape[:-1]))
-            return rng.normal(0, std, shape).astype(np.float32)
-        if name == "var":
-            return rng.uniform(0.5, 2.0, shape).astype(np.float32)
-        if name == "scale":
-            return (rng.uniform(0.5, 2.0, shape) * rng.choice([-1, 1], shape, p=[0.2, 0.8])).astype(np.float32)
-        return rng.normal(0, 0.1, shape).astype(np.float32)  # BN mean and bias, conv10 bias
-
-    return model, jax.tree_util.tree_map_with_path(fill, shapes)
+    cfg = ArchConfig.preset("squeezenet_small", **TINY, batch_norm=True)
+    return build_model(expand(cfg)), random_variables(cfg, seed=1)
 
 
 # --- pruning -------------------------------------------------------------------------------
