@@ -167,8 +167,19 @@ class Worker:
                     time.sleep(POLL_S)  # stay to recover a trial whose worker dies
                     continue
                 return ran
-            self.run_trial(self.study.ask())
+            trial = self._next_trial()
+            if trial is None:
+                continue  # another worker took the last grid point since we looked: see what is left
+            self.run_trial(trial)
             ran += 1
+
+    def _next_trial(self) -> optuna.Trial | None:
+        """The next trial to train. A grid sweep takes enqueued points only: ``ask`` with none
+        left (another worker just took the last) would sample an extra candidate."""
+        if self.sweep.sampler.name != "grid":
+            return self.study.ask()
+        trial_id = self.study._pop_waiting_trial_id()
+        return None if trial_id is None else optuna.Trial(self.study, trial_id)
 
     def _running(self) -> int:
         return len(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
