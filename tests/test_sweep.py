@@ -170,12 +170,12 @@ def test_any_study_refuses_a_changed_base_but_takes_a_new_budget(tmp_path):
 
 
 def test_hyperband_spans_the_longest_swept_run(tmp_path):
-    from dse.sweep.space import make_pruner, max_epochs
+    from dse.sweep.space import make_pruner
 
     sweep = load_sweep(write_sweep(tmp_path, space={"epochs": {"values": [2, 9, 4]}}, pruner={"name": "hyperband"},
                                    objectives=[{"metric": "val_top1", "goal": "maximize"}]))
-    assert max_epochs(sweep) == 9 and make_pruner(sweep)._max_resource == 9
-    assert max_epochs(load_sweep(write_sweep(tmp_path))) == 1  # not swept: the base's
+    assert sweep.max_epochs() == 9 and make_pruner(sweep)._max_resource == 9
+    assert load_sweep(write_sweep(tmp_path)).max_epochs() == 1  # not swept: the base's
 
 
 def test_the_gp_sampler_hint_names_an_extra_that_exists():

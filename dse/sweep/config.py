@@ -31,8 +31,9 @@ from dse.train.config import TrainConfig
 
 # Known before training (from the spec): usable in constraints.
 STATIC_METRICS = names(Source.STATIC)
-# Reported per epoch: usable for pruning when the first objective.
+# Reported per epoch: usable by pruners (by Optuna's as the first objective).
 EPOCH_METRICS = names(Source.EPOCH)
+OPTUNA_PRUNERS = ("median", "hyperband")  # single-objective; dse's asha takes several objectives
 Strict = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -164,9 +165,21 @@ class SamplerConfig(BaseModel):
 
 
 class PrunerConfig(BaseModel):
+    """``median`` and ``hyperband`` are Optuna's (one objective); ``asha`` is dse's own
+    (:mod:`dse.sweep.asha`), for one objective or several."""
+
     model_config = Strict
-    name: Literal["none", "median", "hyperband"] = "none"
+    name: Literal["none", "median", "hyperband", "asha"] = "none"
     warmup_epochs: int = Field(1, ge=0, description="median: epochs before a trial may be pruned")
+    min_epochs: int = Field(1, ge=1, description="asha: the epoch of the first rung")
+    reduction_factor: int = Field(3, ge=2, description="asha: 1 in this many trials goes on at a rung")
+
+    @model_validator(mode="after")
+    def _asha_settings_only_for_asha(self) -> PrunerConfig:
+        given = [key for key in ("min_epochs", "reduction_factor") if key in self.model_fields_set]
+        if given and self.name != "asha":
+            raise ValueError(f"{given[0]} applies to asha, not {self.name}")
+        return self
 
 
 class BudgetConfig(BaseModel):
@@ -210,10 +223,13 @@ class SweepConfig(BaseModel):
             for key, spec in self.space.items():
                 if spec.values is None and spec.step is None:
                     raise ValueError(f"space.{key}: a grid cannot sweep a continuous range; give values or a step")
-        if self.pruner.name != "none" and len(self.objectives) > 1:
-            raise ValueError("pruner: Optuna prunes single-objective studies only; use pruner none with several objectives")
-        if self.pruner.name != "none" and self.objectives[0].metric not in EPOCH_METRICS:
+        if self.pruner.name in OPTUNA_PRUNERS and len(self.objectives) > 1:
+            raise ValueError("pruner: Optuna prunes single-objective studies only; "
+                             "use pruner asha or none with several objectives")
+        if self.pruner.name in OPTUNA_PRUNERS and self.objectives[0].metric not in EPOCH_METRICS:
             raise ValueError(f"pruner: the first objective must be reported per epoch ({', '.join(EPOCH_METRICS)})")
+        if self.pruner.name == "asha":
+            self._check_asha_objectives()
         if self.sampler.name == "nsga2" and len(self.objectives) < 2:
             raise ValueError("sampler nsga2 is for several objectives; add one or use tpe")
         compressed = {o.metric for o in self.objectives} | {c.metric for c in self.constraints}
@@ -222,6 +238,23 @@ class SweepConfig(BaseModel):
             raise ValueError(f"{sorted(compressed)[0]} needs compression: add base.compress (e.g. "
                              "{sparsity: 0.33, bits: 6}) or compress.* keys to the space")
         return self
+
+    def _check_asha_objectives(self) -> None:
+        """ASHA compares trials at each rung, so it needs every objective's value there."""
+        late = [o.metric for o in self.objectives if o.metric not in (*EPOCH_METRICS, *STATIC_METRICS)]
+        if late:
+            raise ValueError(f"pruner: asha compares trials at each rung, so every objective must be reported per "
+                             f"epoch ({', '.join(EPOCH_METRICS)}) or known before training ({', '.join(STATIC_METRICS)}); "
+                             f"{late[0]} is known only at the end of a run")
+        if not any(o.metric in EPOCH_METRICS for o in self.objectives):
+            raise ValueError(f"pruner: asha needs an objective reported per epoch ({', '.join(EPOCH_METRICS)}); "
+                             "the others are known before training")
+
+    def max_epochs(self) -> int:
+        """The longest run any trial can train: the largest swept ``epochs``, else the base's."""
+        if "epochs" in self.space:
+            return int(max(self.space["epochs"].extremes()))
+        return self.train_config({}).epochs
 
     def grid(self) -> dict[str, list[Any]]:
         return {key: spec.grid_values() for key, spec in self.space.items()}
@@ -241,6 +274,7 @@ def load_sweep(path: str | Path) -> SweepConfig:
     """Read and validate a sweep file; every problem is one line naming the key path."""
     sweep = config_io.parse(SweepConfig, config_io.read_yaml(path), str(path))
     _check_base_and_space(sweep, str(path))
+    _check_rungs(sweep, str(path))
     if sweep.sampler.name == "grid":
         _check_grid_architectures(sweep, str(path))
     return sweep
@@ -266,6 +300,13 @@ def _check_grid_architectures(sweep: SweepConfig, source: str) -> None:
         except SpecError as err:
             where = ", ".join(f"{key}={value}" for key, value in values.items())
             raise ConfigError(f"{source}: space: grid point {where}: {err}") from None
+
+
+def _check_rungs(sweep: SweepConfig, source: str) -> None:
+    """ASHA's first rung must come before the longest run ends, or it would never stop a trial."""
+    if sweep.pruner.name == "asha" and sweep.pruner.min_epochs >= sweep.max_epochs():
+        raise ConfigError(f"{source}: pruner.min_epochs: {sweep.pruner.min_epochs} leaves no rung before the last "
+                          f"epoch ({sweep.max_epochs()}); lower it or use pruner none")
 
 
 def _check_base_and_space(sweep: SweepConfig, source: str) -> None:

@@ -68,17 +68,11 @@ def grid_points_axes(sweep: SweepConfig) -> dict[str, list[Any]]:
     return axes
 
 
-def max_epochs(sweep: SweepConfig) -> int:
-    """The longest run any trial can train: the largest swept ``epochs``, else the base's."""
-    if "epochs" in sweep.space:
-        return int(max(sweep.space["epochs"].extremes()))
-    return sweep.train_config({}).epochs
-
-
 def make_pruner(sweep: SweepConfig) -> optuna.pruners.BasePruner:
-    epochs = max_epochs(sweep)
+    """Optuna's pruner by name; ``asha`` (and ``none``) get none: dse's ASHA decides in the
+    worker (:mod:`dse.sweep.asha`), since Optuna's pruners take one objective."""
     if sweep.pruner.name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=sweep.pruner.warmup_epochs)
     if sweep.pruner.name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=sweep.max_epochs())
     return optuna.pruners.NopPruner()

@@ -25,9 +25,10 @@ from optuna.trial import TrialState
 
 import dse
 from dse.arch import expand, summarize
-from dse.contract import RunResult, SweepLayout, TrialStatus, run_metrics
+from dse.contract import RunResult, Source, SweepLayout, TrialStatus, names, run_metrics
 from dse.data import Splits, load_splits
 from dse.errors import DseError
+from dse.sweep.asha import Rungs
 from dse.sweep.config import SweepConfig
 from dse.sweep.space import SEED_PARAM, suggest
 from dse.train import Hooks, train_and_evaluate
@@ -200,8 +201,11 @@ class Worker:
             # would be an update of a finished trial, which the journal rejects.
             with _Heartbeat(self.study, trial):
                 outcome = self._train(trial, history)
-        except optuna.TrialPruned:
-            outcome = _Outcome(TrialStatus.PRUNED, f"pruned after epoch {len(history)}", history, TrialState.PRUNED)
+        except optuna.TrialPruned as stop:
+            outcome = _Outcome(TrialStatus.PRUNED, str(stop) or f"pruned after epoch {len(history)}", history,
+                               TrialState.PRUNED)
+            for key, value in last_epoch_metrics(history).items():
+                trial.set_user_attr(key, value)
         except DseError as err:
             outcome = _Outcome(TrialStatus.INVALID, str(err), history, TrialState.FAIL)
         except Exception as err:
@@ -240,6 +244,8 @@ class Worker:
 
         first = self.sweep.objectives[0].metric
         prunable = len(self.sweep.objectives) == 1  # Optuna takes intermediate values for one objective only
+        first_run = run_key(cfg.model_copy(update={"seed": seeds[0]}))  # the run the hooks watch
+        asha = Rungs.of(self.study, trial, first_run, self.sweep, cfg.epochs) if self.sweep.pruner.name == "asha" else None
 
         def report(record: dict) -> None:
             history.append(record)
@@ -247,6 +253,11 @@ class Worker:
                 trial.report(record[first], record["epoch"])
                 if trial.should_prune():
                     raise optuna.TrialPruned()
+            if asha is not None:
+                values = [record.get(o.metric, static.get(o.metric)) for o in self.sweep.objectives]
+                reason = asha.reason_to_stop(record["epoch"], values)
+                if reason:
+                    raise optuna.TrialPruned(reason)
 
         def resumed(info: dict) -> None:
             # A retried trial resumes its candidate's checkpoint: the epochs before it belong to
@@ -291,6 +302,14 @@ def run_key(cfg) -> str:
     compresses otherwise (two workers may run those at once), does not."""
     whole = hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:16]
     return f"{whole}-seed{cfg.seed}"
+
+
+def last_epoch_metrics(history: list[dict]) -> dict[str, float]:
+    """A stopped trial's metrics as of its last epoch, so it still shows (as a low-fidelity point)."""
+    if not history:
+        return {}
+    last = history[-1]
+    return {**{key: last[key] for key in names(Source.EPOCH) if key in last}, "epochs_completed": last["epoch"]}
 
 
 def mean_metrics(runs: list[RunResult]) -> dict[str, float]:

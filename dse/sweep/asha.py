@@ -1,0 +1,211 @@
+"""Asynchronous successive halving (ASHA) for one objective or several.
+
+Optuna's pruners rank one intermediate value (multi-objective pruning is optuna#3450),
+so dse decides itself, in the worker, each epoch:
+
+- Rungs are epochs ``min_epochs * reduction_factor**k`` below the longest run
+  (:func:`rung_epochs`); a trial is judged at the rungs below its own epochs.
+- When a trial reaches rung ``k`` its objective vector (per-epoch metrics as of that
+  epoch, static ones from the spec) is recorded in the study, so every worker sees it.
+- It goes on only if its position among all vectors recorded at rung ``k`` so far, its
+  own included (``n`` of them), is below ``ceil(n / reduction_factor)``. Vectors are
+  ordered by Pareto front (non-dominated sorting), then by crowding distance within a
+  front (larger first); the position is how many vectors are strictly ahead, so equal
+  vectors share one (:func:`positions`). With one objective this is ASHA's ranking.
+- While fewer than ``reduction_factor`` trials have reached a rung, ``ceil`` keeps one:
+  the first trial at a rung always goes on, each later one only if no earlier one beats it.
+
+The decision is asynchronous, as in ASHA: a trial is judged against the trials that
+reached the rung before it, never paused to wait for others.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import optuna
+
+    from dse.sweep.config import SweepConfig
+
+Point = Sequence[float]  # one objective vector, every objective to be minimised
+
+
+def rung_epochs(min_epochs: int, reduction_factor: int, max_epochs: int) -> list[int]:
+    """The epochs at which trials are judged: ``min_epochs * reduction_factor**k`` below ``max_epochs``.
+
+    >>> rung_epochs(1, 3, 9), rung_epochs(1, 3, 10), rung_epochs(2, 2, 16), rung_epochs(4, 3, 4)
+    ([1, 3], [1, 3, 9], [2, 4, 8], [])
+    """
+    rungs, epoch = [], min_epochs
+    while epoch < max_epochs:
+        rungs.append(epoch)
+        epoch *= reduction_factor
+    return rungs
+
+
+def dominates(a: Point, b: Point) -> bool:
+    """``a`` is no worse than ``b`` in every objective and better in one (all minimised).
+
+    >>> dominates((1, 2), (2, 2)), dominates((1, 2), (1, 2)), dominates((1, 3), (2, 2))
+    (True, False, False)
+    """
+    return all(x <= y for x, y in zip(a, b, strict=True)) and any(x < y for x, y in zip(a, b, strict=True))
+
+
+def pareto_fronts(points: Sequence[Point]) -> list[int]:
+    """The front index of each point: 0 for the non-dominated, 1 for those only the first front dominates, ...
+
+    >>> pareto_fronts([(1, 5), (2, 2), (5, 1), (3, 3), (4, 4), (2, 2)])
+    [0, 0, 0, 1, 2, 0]
+    """
+    front = [0] * len(points)
+    remaining, index = set(range(len(points))), 0
+    while remaining:
+        current = {i for i in remaining if not any(dominates(points[j], points[i]) for j in remaining)}
+        for i in current:
+            front[i] = index
+        remaining -= current
+        index += 1
+    return front
+
+
+def crowding_distances(points: Sequence[Point]) -> list[float]:
+    """NSGA-II's crowding distance of each point within one front: the normalised size of the
+    box its neighbours span in every objective; the extremes of each objective get infinity.
+
+    Equal points get one distance (computed once, over the distinct points), so the order
+    the points came in does not matter.
+
+    >>> crowding_distances([(0, 4), (1, 2), (2, 1), (4, 0)])
+    [inf, 1.25, 1.25, inf]
+    >>> crowding_distances([(0, 4), (1, 2), (1, 2), (4, 0)])
+    [inf, 2.0, 2.0, inf]
+    """
+    distinct = sorted(set(map(tuple, points)))
+    distance = dict.fromkeys(distinct, 0.0)
+    if len(distinct) <= 2:
+        return [math.inf] * len(points)
+    for j in range(len(distinct[0])):
+        ordered = sorted(distinct, key=lambda p: (p[j], p))
+        span = ordered[-1][j] - ordered[0][j]
+        distance[ordered[0]] = distance[ordered[-1]] = math.inf
+        if span == 0:
+            continue
+        for before, point, after in zip(ordered, ordered[1:], ordered[2:], strict=False):
+            gap = after[j] - before[j]
+            distance[point] += gap / span if math.isfinite(gap) else math.inf
+    return [distance[tuple(p)] for p in points]
+
+
+def positions(points: Sequence[Point]) -> list[int]:
+    """How many points are strictly ahead of each one, by front and then by crowding distance
+    (larger first); equal points share a position.
+
+    >>> positions([(1, 5), (2, 2), (5, 1), (3, 3), (4, 4)])  # a front of three (two extremes), then two behind
+    [0, 2, 0, 3, 4]
+    >>> positions([(0.10,), (0.30,), (0.20,), (0.20,)])  # one objective: plain ranking, ties shared
+    [0, 3, 1, 1]
+    """
+    fronts = pareto_fronts(points)
+    crowding = [0.0] * len(points)
+    for front in set(fronts):
+        members = [i for i, f in enumerate(fronts) if f == front]
+        for i, distance in zip(members, crowding_distances([points[i] for i in members]), strict=True):
+            crowding[i] = distance
+    keys = [(f, -c) for f, c in zip(fronts, crowding, strict=True)]
+    return [sum(other < key for other in keys) for key in keys]
+
+
+def kept_count(n: int, reduction_factor: int) -> int:
+    """How many of ``n`` trials at a rung go on: ``ceil(n / reduction_factor)``, so at least one.
+
+    >>> [kept_count(n, 3) for n in range(1, 8)]
+    [1, 1, 1, 2, 2, 2, 3]
+    """
+    return math.ceil(n / reduction_factor)
+
+
+def minimised(values: Sequence[float | None], goals: Sequence[str]) -> tuple[float, ...]:
+    """An objective vector turned to minimise every objective; a missing or non-finite value is the worst.
+
+    >>> minimised([0.9, 0.05, float("nan")], ["maximize", "minimize", "maximize"])
+    (-0.9, 0.05, inf)
+    """
+    out = []
+    for value, goal in zip(values, goals, strict=True):
+        finite = value is not None and math.isfinite(value)
+        out.append((-value if goal == "maximize" else value) if finite else math.inf)
+    return tuple(out)
+
+
+# ---------------------------------------------------------------- the study as shared rung records
+
+STOPPED_AT = "asha:stopped_at"  # trial system attr: the rung index where ASHA stopped the trial
+
+
+def rung_attr(rung: int) -> str:
+    """The trial system attr holding its record at ``rung``: ``{"run": run key, "values": [...]}``."""
+    return f"asha:rung_{rung}"
+
+
+@dataclass
+class Rungs:
+    """ASHA for one trial: records its vector at each rung in the study and says whether it stops.
+
+    Records live in trial system attributes, written through the study's storage, so workers
+    on one journal file or one PostgreSQL database see each other's. Records are keyed by
+    the trial's run (its candidate and seed, where its checkpoint lives): a retry that resumes
+    a dead trial's checkpoint replays its epochs without recording them again, and takes the
+    earlier decision at the rungs the run already passed (so do repeated suggestions of one
+    candidate).
+    """
+
+    study: optuna.Study
+    trial: optuna.Trial
+    run: str
+    goals: list[str]
+    epochs: list[int]  # rung k at epochs[k]; rungs at or past the trial's last epoch left out
+    reduction_factor: int
+
+    @classmethod
+    def of(cls, study: optuna.Study, trial: optuna.Trial, run: str, sweep: SweepConfig, epochs: int) -> Rungs:
+        pruner = sweep.pruner
+        rungs = rung_epochs(pruner.min_epochs, pruner.reduction_factor, sweep.max_epochs())
+        # Stopping a trial at its last epoch would save nothing.
+        return cls(study, trial, run, [o.goal for o in sweep.objectives], [e for e in rungs if e < epochs],
+                   pruner.reduction_factor)
+
+    def reason_to_stop(self, epoch: int, values: list[float | None]) -> str | None:
+        """Why the trial stops at ``epoch`` with objective ``values``, or None if it goes on."""
+        if epoch not in self.epochs:
+            return None
+        rung = self.epochs.index(epoch)
+        where = f"asha: rung {rung} (epoch {epoch})"
+        earlier = self._records(rung).get(self.run)
+        if earlier is not None:  # this run was judged here before (a retry resuming its checkpoint)
+            if earlier.system_attrs.get(STOPPED_AT) == rung:
+                return f"{where}: stopped as trial {earlier.number} was"
+            return None
+        storage, trial_id = self.study._storage, self.trial._trial_id
+        storage.set_trial_system_attr(trial_id, rung_attr(rung), {"run": self.run, "values": list(values)})
+        records = self._records(rung)
+        runs = list(records)
+        points = [minimised(records[run].system_attrs[rung_attr(rung)]["values"], self.goals) for run in runs]
+        position, kept = positions(points)[runs.index(self.run)], kept_count(len(points), self.reduction_factor)
+        if position < kept:
+            return None
+        storage.set_trial_system_attr(trial_id, STOPPED_AT, rung)
+        return f"{where}: rank {position + 1} of {len(points)}, kept {kept}"
+
+    def _records(self, rung: int) -> dict[str, optuna.trial.FrozenTrial]:
+        """The first trial (by number) that recorded each run at ``rung``."""
+        records: dict[str, optuna.trial.FrozenTrial] = {}
+        for trial in sorted(self.study.get_trials(deepcopy=False), key=lambda t: t.number):
+            record = trial.system_attrs.get(rung_attr(rung))
+            if record is not None:
+                records.setdefault(record["run"], trial)
+        return records
