@@ -72,7 +72,10 @@ _REGISTRY = (
     _accuracy("test_top1", "test top-1", Source.RUN),
     _accuracy("test_top5", "test top-5", Source.RUN),
     Metric("test_loss", "test loss", Source.RUN),
-    Metric("latency_ms", "latency", Source.RUN, "ms"),
+    # With ``measure_latency``: medians on the CPU, one ONNX Runtime thread (dse.deploy.latency).
+    Metric("latency_ms", "latency (ONNX Runtime, batch 1)", Source.RUN, "ms"),
+    Metric("latency_jax_ms", "latency (JAX, batch 1)", Source.RUN, "ms"),
+    Metric("latency_b64_ms", "latency (ONNX Runtime, batch 64)", Source.RUN, "ms"),
     Metric("compile_s", "compile time", Source.RUN, "s"),
     Metric("train_s", "train time", Source.RUN, "s"),
     Metric("eval_s", "eval time", Source.RUN, "s"),
@@ -104,6 +107,8 @@ ACCURACIES = tuple(name for name, m in METRICS.items() if m.unit == "%")
 VAL_ACCURACIES = ("val_top1", "val_top5")
 # What a reader scans first in a trials table, after the swept values and objectives.
 OVERVIEW_METRICS = ("val_top1", "model_size_mb", "macs", "epochs_completed")
+# What ``measure_latency`` adds to a run; a sweep that optimises or constrains one turns it on.
+LATENCIES = ("latency_ms", "latency_jax_ms", "latency_b64_ms")
 
 
 def names(*sources: Source) -> tuple[str, ...]:
@@ -173,6 +178,8 @@ class RunResult(TypedDict, total=False):
     params: int
     model_size_mb: float
     model_size_bytes: int
+    latency_jax_ms: float
+    latency_b64_ms: float
     macs: int
     compile_s: float
     train_s: float

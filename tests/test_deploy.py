@@ -183,6 +183,13 @@ def test_a_run_folder_exports_its_last_checkpoint(trained_run, pixels, tmp_path)
     assert_same_predictions(onnx_logits(tmp_path / "run.onnx", pixels), expected)
 
 
+@pytest.mark.slow
+@requires_fashion_mnist
+def test_a_run_with_measure_latency_reports_onnxruntime_and_jax(trained_run):
+    _, results = trained_run
+    assert results["latency_ms"] > 0 and results["latency_jax_ms"] > 0 and results["latency_b64_ms"] > results["latency_ms"]
+
+
 # --- latency --------------------------------------------------------------------------------
 
 
@@ -195,6 +202,8 @@ def test_latency_report_has_both_runtimes_at_each_batch_size():
         assert sorted(timings) == [1, 4]
         for timing in timings.values():
             assert 0 < timing.median_ms <= timing.p90_ms and timing.repeats == 5
+    assert set(report.metrics()) == {"latency_ms", "latency_jax_ms"}  # no batch 64 asked for
+    assert report.metrics()["latency_ms"] == report.timings["onnxruntime"][1].median_ms
 
 
 # --- bad input: one line, exit 2, nothing written -------------------------------------------

@@ -50,6 +50,12 @@ class LatencyReport:
     timings: dict[str, dict[int, Timing]] = field(default_factory=dict)
     source: str = ""
 
+    def metrics(self) -> dict[str, float]:
+        """The latency metrics of :data:`dse.contract.METRICS` this report holds."""
+        found = {"latency_ms": (ONNXRUNTIME, 1), "latency_jax_ms": (JAX, 1), "latency_b64_ms": (ONNXRUNTIME, 64)}
+        return {name: self.timings[runtime][batch].median_ms for name, (runtime, batch) in found.items()
+                if batch in self.timings.get(runtime, {})}
+
 
 def time_calls(call: Callable[[], Any], batch: int, repeats: int = DEFAULT_REPEATS, warmup: int = DEFAULT_WARMUP) -> Timing:
     """Median and 90th percentile of ``call()``'s wall time, after ``warmup`` untimed calls."""
@@ -176,3 +182,8 @@ def measure_path_latency(path: str | Path, *, threads: int = DEFAULT_THREADS, re
             raise DataError(f"{path}: no such file")
         return measure_latency(onnx_model=path, **options)
     return measure_latency(load_inference_model(path), **options)
+
+
+def run_latency_metrics(model: InferenceModel, repeats: int = 20) -> dict[str, float]:
+    """What a run reports with ``measure_latency``: ONNX Runtime at batch 1 and 64 (one thread), JAX at batch 1."""
+    return measure_latency(model, repeats=repeats, batch_sizes=BATCH_SIZES, jax_batch_sizes=(1,)).metrics()

@@ -43,7 +43,8 @@ class TrainConfig(BaseModel):
     eval_batch_size: int = Field(1000, ge=1)
     seed: int = 42
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap steps per epoch (smoke tests)")
-    measure_latency: bool = Field(False, description="time a batch-1 forward pass after training (latency_ms)")
+    measure_latency: bool = Field(False, description="time inference after training: latency_ms (ONNX Runtime, batch 1, "
+                                  "one thread), latency_b64_ms (batch 64), latency_jax_ms (jitted JAX, batch 1)")
     checkpoint: bool = Field(True, description="save every epoch and resume from the last one")
     compilation_cache_dir: Path | None = Field(DEFAULT_CACHE_DIR, description="JAX persistent cache; null disables it")
     compress: CompressConfig | None = Field(None, description="Deep Compression of the trained model (dse compress) at the "

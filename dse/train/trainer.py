@@ -227,8 +227,7 @@ def train_and_evaluate(cfg: TrainConfig, workdir: str | Path, *, hooks: Hooks | 
         t0 = time.perf_counter()
         test = _evaluate(eval_fn, state, splits.test, cfg, splits, data_sharding)
         timer.add("eval_s", t0)
-    if cfg.measure_latency and status is TrialStatus.COMPLETED:
-        test["latency_ms"] = measure_latency_ms(state, splits.train.images.shape[1:])
+    latency = measure_run_latency(cfg, state, splits) if cfg.measure_latency and status is TrialStatus.COMPLETED else {}
     compressed = {}
     if cfg.compress is not None and status is TrialStatus.COMPLETED:
         from dse.compress.pipeline import compress_run
@@ -243,11 +242,10 @@ def train_and_evaluate(cfg: TrainConfig, workdir: str | Path, *, hooks: Hooks | 
         "epochs_completed": len([r for r in history if math.isfinite(r["train_loss"])]),
         "resumed_from_epoch": start_epoch,
         **({k: v for k, v in history[-1].items() if k.startswith("val_")} if history else {}),
-        **{k if k == "latency_ms" else f"test_{k}": v for k, v in test.items()},
-        "params": summary.params,
-        "model_size_mb": summary.size_mb(32),
+        **{f"test_{k}": v for k, v in test.items()},
+        **latency,
+        **summary.static_metrics(),
         "model_size_bytes": summary.size_bytes(32),
-        "macs": summary.macs,
         **timer.totals,  # this invocation; a resumed run's earlier epochs are in the next line
         "train_s_all_sessions": sum(r.get("epoch_train_s", 0.0) for r in history),
         "total_s": time.perf_counter() - started,
@@ -265,18 +263,14 @@ def train_and_evaluate(cfg: TrainConfig, workdir: str | Path, *, hooks: Hooks | 
     return results
 
 
-def measure_latency_ms(state: TrainState, input_shape: tuple[int, ...], repeats: int = 20) -> float:
-    """Median wall time of one jitted batch-1 inference on the default device, in ms."""
-    variables = {"params": state.params, **({"batch_stats": state.batch_stats} if state.batch_stats else {})}
-    forward = jax.jit(lambda v, x: state.apply_fn(v, x, train=False))
-    x = jnp.zeros((1, *input_shape), jnp.float32)
-    forward(variables, x).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        forward(variables, x).block_until_ready()
-        times.append(time.perf_counter() - t0)
-    return 1000.0 * float(np.median(times))
+def measure_run_latency(cfg: TrainConfig, state: TrainState, splits: Splits) -> dict[str, float]:
+    """The latency metrics of a trained state (``measure_latency``): its BatchNorm-folded network in
+    ONNX Runtime (batch 1 and 64, one thread) and jitted JAX (batch 1); see :mod:`dse.deploy.latency`."""
+    from dse.deploy.inference_model import from_variables
+    from dse.deploy.latency import run_latency_metrics
+
+    model = from_variables(cfg.model, jax.device_get(state.params), jax.device_get(state.batch_stats), splits.mean, splits.std)
+    return run_latency_metrics(model)
 
 
 def _train_epoch(cfg: TrainConfig, epoch: int, state: TrainState, train_fn, rng, splits: Splits, steps: int,
