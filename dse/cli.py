@@ -51,6 +51,7 @@ def arch(
     """Print the layer table (shapes, widths, params, MACs, size) of one candidate."""
     from dse.arch import ArchConfig, expand, summarize
     from dse.console import arch_table
+    from dse.deploy.energy import estimate_energy
 
     shape = _numbers(input_shape, int, "--input-shape", "three integers H,W,C")
     pools = _numbers(downsample_at, float, "--downsample-at", "fractions like 0,0.25,0.5")
@@ -62,10 +63,12 @@ def arch(
     except pydantic.ValidationError as err:
         raise config_error(err, "dse arch") from None
     summary = summarize(expand(cfg))
+    energy = estimate_energy(summary, weight_bytes=summary.size_bytes(bits))
     if as_json:
-        print(json.dumps({"config": cfg.model_dump(mode="json"), **summary.to_dict(bits)}, indent=2))
+        print(json.dumps({"config": cfg.model_dump(mode="json"), **summary.to_dict(bits), "estimated_energy": energy.to_dict()},
+                         indent=2))
     else:
-        stdout.print(arch_table(summary, preset or "custom SqueezeNet", bits))
+        stdout.print(arch_table(summary, preset or "custom SqueezeNet", bits, energy))
 
 
 def _numbers(text: str | None, kind: type, option: str, expected: str) -> tuple | None:

@@ -13,6 +13,7 @@ from dse.contract import OVERVIEW_METRICS, TrialStatus
 from dse.train.hooks import Hooks
 
 if TYPE_CHECKING:
+    from dse.deploy.energy import EnergyEstimate
     from dse.deploy.latency import LatencyReport
 
 
@@ -20,9 +21,9 @@ def _n(value: int | None) -> str:
     return "" if value is None else f"{value:,}"
 
 
-def arch_table(summary: Summary, title: str, bits: int = 32) -> Table:
+def arch_table(summary: Summary, title: str, bits: int = 32, energy: EnergyEstimate | None = None) -> Table:
     """The paper's Table 1 layout for any candidate, with MACs, activation elements and a totals row;
-    the caption gives activation memory, the cost of downsampling late."""
+    the caption gives activation memory, the cost of downsampling late, and the estimated energy."""
     table = Table(title=title, title_justify="left")
     for column in ("layer", "output", "filters", "s1x1", "e1x1", "e3x3", "bypass", "params", "MACs", "activations"):
         table.add_column(column, justify="left" if column in ("layer", "filters", "bypass") else "right")
@@ -37,6 +38,8 @@ def arch_table(summary: Summary, title: str, bits: int = 32) -> Table:
     table.add_row("total", "", size, "", "", "", "", _n(summary.params), _n(summary.macs), _n(summary.activations))
     table.caption = (f"activation memory (float32): {summary.activation_bytes() / MIB:.2f} MB all maps, "
                      f"{summary.peak_activation_bytes() / MIB:.2f} MB largest map; MB = MiB")
+    if energy is not None:
+        table.caption += f"\n{energy.describe()}"
     return table
 
 

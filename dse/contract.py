@@ -7,7 +7,7 @@ or pandas.
 >>> METRICS["val_top1"].axis_label, METRICS["val_top1"].goal, str(METRICS["val_top1"].source)
 ('val top-1 (%)', 'maximize', 'epoch')
 >>> names(Source.STATIC)
-('params', 'model_size_mb', 'macs')
+('params', 'model_size_mb', 'macs', 'energy_uj')
 >>> TrialStatus("worker_died") is TrialStatus.WORKER_DIED
 True
 >>> SweepLayout(Path("results/sr")).journal.as_posix()
@@ -64,6 +64,8 @@ _REGISTRY = (
     Metric("params", "parameters", Source.STATIC, "M", 1e-6),
     Metric("model_size_mb", "model size", Source.STATIC, "MB"),  # MiB of float32 weights
     Metric("macs", "MACs", Source.STATIC, "MMACs", 1e-6),
+    # Per inference, 45 nm table, float32 weights (dse.deploy.energy): an estimate, so labelled one.
+    Metric("energy_uj", "estimated energy", Source.STATIC, "µJ"),
     # Reported every epoch (the last epoch's value is the trial's).
     _accuracy("val_top1", "val top-1", Source.EPOCH),
     _accuracy("val_top5", "val top-5", Source.EPOCH),
@@ -89,6 +91,7 @@ _REGISTRY = (
     _accuracy("val_top5_compressed", "val top-5, compressed", Source.COMPRESS),
     _accuracy("test_top1_compressed", "test top-1, compressed", Source.COMPRESS),
     _accuracy("test_top5_compressed", "test top-5, compressed", Source.COMPRESS),
+    Metric("energy_compressed_uj", "estimated energy, compressed", Source.COMPRESS, "µJ"),
 )
 # Trial metrics, in table order: what a worker stores per trial and results tables show.
 METRICS: dict[str, Metric] = {m.name: m for m in _REGISTRY}
@@ -104,11 +107,11 @@ HISTORY: dict[str, Metric] = {
 }
 
 ACCURACIES = tuple(name for name, m in METRICS.items() if m.unit == "%")
+# What ``measure_latency`` adds to a run; a sweep that optimises or constrains one turns it on.
+LATENCIES = ("latency_ms", "latency_jax_ms", "latency_b64_ms")
 VAL_ACCURACIES = ("val_top1", "val_top5")
 # What a reader scans first in a trials table, after the swept values and objectives.
 OVERVIEW_METRICS = ("val_top1", "model_size_mb", "macs", "epochs_completed")
-# What ``measure_latency`` adds to a run; a sweep that optimises or constrains one turns it on.
-LATENCIES = ("latency_ms", "latency_jax_ms", "latency_b64_ms")
 
 
 def names(*sources: Source) -> tuple[str, ...]:
@@ -175,12 +178,13 @@ class RunResult(TypedDict, total=False):
     test_top1: float
     test_top5: float
     latency_ms: float
+    latency_jax_ms: float
+    latency_b64_ms: float
     params: int
     model_size_mb: float
     model_size_bytes: int
-    latency_jax_ms: float
-    latency_b64_ms: float
     macs: int
+    energy_uj: float
     compile_s: float
     train_s: float
     eval_s: float
@@ -199,6 +203,7 @@ class RunResult(TypedDict, total=False):
     val_top5_compressed: float
     test_top1_compressed: float
     test_top5_compressed: float
+    energy_compressed_uj: float
     history: list[EpochRecord]
 
 

@@ -1,4 +1,4 @@
-"""Deployment: the ONNX graph computes what the Flax model computes, latency timings, CLI errors."""
+"""Deployment: the ONNX graph computes what the Flax model computes, latency timings, estimated energy, CLI errors."""
 
 import json
 import subprocess
@@ -11,11 +11,12 @@ import onnx
 import pytest
 from conftest import FASHION_MNIST, random_variables, requires_fashion_mnist, tiny_train_dict
 
-from dse.arch import ArchConfig, build_model, expand
+from dse.arch import ArchConfig, build_model, expand, summarize
 from dse.compress import container
 from dse.compress.prune import apply_masks, magnitude_masks
 from dse.compress.quantize import quantize_params
 from dse.data.formats import load_idx
+from dse.deploy.energy import HOROWITZ_45NM, estimate_energy
 from dse.deploy.inference_model import from_variables, load_inference_model
 from dse.deploy.latency import measure_latency, onnxruntime_session
 from dse.deploy.onnx_export import BATCH_DIM, INPUT_NAME, OUTPUT_NAME, build_onnx, export_model
@@ -188,6 +189,8 @@ def test_a_run_folder_exports_its_last_checkpoint(trained_run, pixels, tmp_path)
 def test_a_run_with_measure_latency_reports_onnxruntime_and_jax(trained_run):
     _, results = trained_run
     assert results["latency_ms"] > 0 and results["latency_jax_ms"] > 0 and results["latency_b64_ms"] > results["latency_ms"]
+    assert results["energy_uj"] == pytest.approx(estimate_energy(summarize(expand(ArchConfig.preset(
+        "squeezenet_small", **TINY, batch_norm=True, bypass="simple")))).total_uj)
 
 
 # --- latency --------------------------------------------------------------------------------
@@ -204,6 +207,44 @@ def test_latency_report_has_both_runtimes_at_each_batch_size():
             assert 0 < timing.median_ms <= timing.p90_ms and timing.repeats == 5
     assert set(report.metrics()) == {"latency_ms", "latency_jax_ms"}  # no batch 64 asked for
     assert report.metrics()["latency_ms"] == report.timings["onnxruntime"][1].median_ms
+
+
+# --- estimated energy -----------------------------------------------------------------------
+
+# By hand: small stem (3x3/1, 4 filters) on 6x6x1, maxpool1 -> 3x3, fire2 (s 2, e 4 + 4),
+# fire3 (the same, simple bypass), conv10 (3 classes), global average.
+ENERGY_SPEC = ArchConfig(stem="small", stem_filters=4, base_e=8, incr_e=0, num_fires=2, sr=0.25, pct3x3=0.5,
+                         bypass="simple", downsample_at=(0,), input_shape=(6, 6, 1), num_classes=3)
+ENERGY_PARAMS = 40 + (10 + 12 + 76) + (18 + 12 + 76) + 27  # conv1, fire2, fire3, conv10: weights + biases
+ENERGY_MACS = 36 * 9 * 4 + (9 * 8 + 9 * 8 + 9 * 72) + (9 * 16 + 9 * 8 + 9 * 72) + 9 * 24
+# Words read + written: conv1 36 + 144, pool 144 + 36, fire2 36 + 72 + squeeze 18 x 3,
+# fire3 72 + 72 + 54 + bypass 72, conv10 72 + 27, avgpool 27 + 3.
+ENERGY_ACTIVATION_WORDS = 180 + 180 + 162 + 270 + 99 + 30
+
+
+def test_estimated_energy_by_hand_on_and_off_chip():
+    summary = summarize(expand(ENERGY_SPEC))
+    assert (summary.params, summary.macs) == (ENERGY_PARAMS, ENERGY_MACS) == (271, 3168)
+    compute_pj, activations_pj = 3168 * (3.7 + 0.9), 921 * 5.0
+    assert ENERGY_ACTIVATION_WORDS == 921
+    on_chip = estimate_energy(summary, sram_bytes=271 * 4)  # exactly fits
+    assert on_chip.weights_on_chip and on_chip.total_uj == pytest.approx((compute_pj + 271 * 5.0 + activations_pj) / 1e6)
+    off_chip = estimate_energy(summary, sram_bytes=271 * 4 - 1)  # one byte short: every weight from DRAM
+    assert not off_chip.weights_on_chip
+    assert off_chip.total_uj == pytest.approx((compute_pj + 271 * 640.0 + activations_pj) / 1e6)
+    assert off_chip.weights_uj / on_chip.weights_uj == pytest.approx(HOROWITZ_45NM.dram_read_pj / HOROWITZ_45NM.sram_read_pj)
+    compressed = estimate_energy(summary, weight_bytes=101)  # a compressed file: ceil(101 / 4) = 26 words
+    assert compressed.weights_uj == pytest.approx(26 * 5.0 / 1e6) and compressed.compute_uj == on_chip.compute_uj
+
+
+def test_energy_is_a_static_metric_and_dse_arch_shows_it():
+    summary = summarize(expand(ArchConfig.preset("squeezenet_small")))
+    assert summary.static_metrics()["energy_uj"] == estimate_energy(summary).total_uj
+    result = dse("arch", "--preset", "squeezenet_small", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["estimated_energy"]["total_uj"] == pytest.approx(estimate_energy(summary).total_uj)
+    table = dse("arch", "--preset", "squeezenet_small")
+    assert "estimated energy" in table.stdout and "in DRAM" in table.stdout
 
 
 # --- bad input: one line, exit 2, nothing written -------------------------------------------

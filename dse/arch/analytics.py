@@ -55,6 +55,7 @@ class Summary:
     layers: tuple[LayerStats, ...]
     params: int
     macs: int
+    input_shape: tuple[int, int, int]  # (H, W, C) of the image conv1 reads
 
     @property
     def activations(self) -> int:
@@ -81,7 +82,10 @@ class Summary:
 
     def static_metrics(self) -> dict[str, float]:
         """The metrics known before training, by their names in :data:`dse.contract.METRICS`."""
-        return {"params": self.params, "model_size_mb": self.size_mb(32), "macs": self.macs}
+        from dse.deploy.energy import estimate_energy  # builds on this module's Summary
+
+        return {"params": self.params, "model_size_mb": self.size_mb(32), "macs": self.macs,
+                "energy_uj": estimate_energy(self).total_uj}
 
     def to_dict(self, bits: int = 32) -> dict:
         return {
@@ -146,4 +150,4 @@ def summarize(spec: NetSpec) -> Summary:
             layers.append(pool)
     conv10, hw = _conv_stats(spec.conv10, hw, batch_norm=False)
     layers += [conv10, LayerStats("avgpool10", (1, 1, spec.conv10.filters), "global")]
-    return Summary(tuple(layers), sum(la.params for la in layers), sum(la.macs for la in layers))
+    return Summary(tuple(layers), sum(la.params for la in layers), sum(la.macs for la in layers), tuple(spec.input_shape))

@@ -169,8 +169,9 @@ def compress_run(run_dir: str | Path, settings: CompressConfig | Mapping[str, An
         size, val/test top-1 and top-5), ``compressed_bytes`` (the file's size),
         ``float32_bytes``, ``compression_ratio``, ``val_top1_compressed``,
         ``val_top5_compressed``, ``test_top1_compressed``, ``test_top5_compressed``,
-        ``sparsity`` (achieved, over conv kernels), ``bits_conv``, ``bits_classifier``,
-        ``file``, ``epoch``, ``run_dir``, ``settings``.
+        ``energy_compressed_uj`` (estimated, :mod:`dse.deploy.energy`, weights as the file's bytes),
+        ``sparsity`` (achieved, over conv kernels), ``bits_conv``, ``bits_classifier``, ``file``,
+        ``epoch``, ``run_dir``, ``settings``.
 
     Raises:
         DataError: not a run directory, no checkpoint, or a diverged checkpoint.
@@ -178,13 +179,14 @@ def compress_run(run_dir: str | Path, settings: CompressConfig | Mapping[str, An
     """
     import jax
 
-    from dse.arch import build_model, count_params, expand
+    from dse.arch import build_model, count_params, expand, summarize
     from dse.compress import container
     from dse.compress.finetune import evaluate, finetune_centroids
     from dse.compress.fold import fold_batch_norm, folded_model_config
     from dse.compress.prune import apply_masks, magnitude_masks
     from dse.compress.quantize import dequantize, quantize_params
     from dse.data import load_splits
+    from dse.deploy.energy import estimate_energy
     from dse.train import compile_cache
 
     settings = _validated_settings(settings)
@@ -258,6 +260,7 @@ def compress_run(run_dir: str | Path, settings: CompressConfig | Mapping[str, An
             "steps": steps, "compressed_bytes": size, "float32_bytes": float32_bytes, "compression_ratio": float32_bytes / size,
             "val_top1_compressed": val["top1"], "val_top5_compressed": val["top5"],
             "test_top1_compressed": test["top1"], "test_top5_compressed": test["top5"],
+            "energy_compressed_uj": estimate_energy(summarize(expand(folded_cfg)), weight_bytes=size).total_uj,
             "sparsity": masked_fraction(q), "bits_conv": settings.conv_bits, "bits_classifier": settings.classifier_bits,
             "file": str(final), "epoch": epoch, "run_dir": str(run_dir), "settings": settings.model_dump(mode="json"),
         }
