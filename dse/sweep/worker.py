@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 
 import dse
 from dse.arch import expand, summarize
-from dse.contract import RunResult, Source, SweepLayout, TrialStatus, names, run_metrics
+from dse.contract import LATENCIES, RunResult, Source, SweepLayout, TrialStatus, names, run_metrics
 from dse.data import Splits, load_splits
 from dse.errors import DseError
 from dse.sweep.asha import Rungs
@@ -231,7 +231,7 @@ class Worker:
         trial.set_user_attr("seed", seeds[0])
         splits = self._data(base_cfg)
         cfg = resolve_config(base_cfg, splits)
-        if any(o.metric == "latency_ms" for o in self.sweep.objectives):
+        if any(m.metric in LATENCIES for m in [*self.sweep.objectives, *self.sweep.constraints]):
             cfg = cfg.model_copy(update={"measure_latency": True})
         summary = summarize(expand(cfg.model))
         static = summary.static_metrics()
