@@ -113,7 +113,6 @@ AXES = [
         '# Each shallower or deeper network, and the 8-module network of the same size.\n'
         'MATCHED = [({"num_fires": 4}, {"num_fires": 8, "base_e": 13, "incr_e": 13}),\n'
         '           ({"num_fires": 6}, {"num_fires": 8, "base_e": 22, "incr_e": 22}),\n'
-        '           ({"num_fires": 10}, {"num_fires": 8, "base_e": 43, "incr_e": 43}),\n'
         '           ({"num_fires": 12}, {"num_fires": 8, "base_e": 56, "incr_e": 56})]'
     ),
     new_markdown_cell(
@@ -145,8 +144,8 @@ AXES = [
         '    summary = dr.aggregate(trials)\n'
         '    display(dr.table(summary, "model", ["val_top1", "test_top1", "params", "macs"]))\n'
         '    display(dr.compare_pairs(trials, "model", MATCHED, "test_top1"))\n'
-        '    series = {"depth 4-12, widths 32/32": [MATCHED[0][0], MATCHED[1][0], REFERENCE, MATCHED[2][0], MATCHED[3][0]],\n'
-        '              "8 modules, widths 13-56": [MATCHED[0][1], MATCHED[1][1], REFERENCE, MATCHED[2][1], MATCHED[3][1]]}\n'
+        '    series = {"4-12 modules, widths 32/32": [MATCHED[0][0], MATCHED[1][0], REFERENCE, MATCHED[2][0]],\n'
+        '              "8 modules, widths 13-56": [MATCHED[0][1], MATCHED[1][1], REFERENCE, MATCHED[2][1]]}\n'
         '    display(dr.tradeoff(summary, "model", "params", "test_top1", series=series))'
     ),
 ]
