@@ -148,6 +148,8 @@ def describe(sweep: Mapping[str, Any], base_resolved: Mapping[str, Any] | None =
     'sweep sr: fashion_mnist, 10 epochs per trial, 2 seeds per configuration'
     >>> describe({"name": "q", "base": {"data": {"train_subset": 6000}}}, {"epochs": 3, "data": {"dataset": "fashion_mnist"}})
     'sweep q: fashion_mnist (6,000 train images), 3 epochs per trial'
+    >>> describe({"name": "d", "base": {"epochs": 2, "max_steps_per_epoch": 200, "data": {"dataset": "fashion_mnist"}}})
+    'sweep d: fashion_mnist, 2 epochs of 200 steps per trial'
     """
     resolved = base_resolved or {}
     base = {**resolved, **(sweep.get("base") or {})}
@@ -159,6 +161,8 @@ def describe(sweep: Mapping[str, Any], base_resolved: Mapping[str, Any] | None =
         epochs = "epochs swept"
     else:
         epochs = f"{base['epochs']} epochs per trial" if base.get("epochs") else "epochs not recorded"
+        if base.get("max_steps_per_epoch"):
+            epochs = epochs.replace(" per trial", f" of {base['max_steps_per_epoch']} steps per trial")
     seeds = f", {sweep['repeats']} seeds per configuration" if (sweep.get("repeats") or 1) > 1 else ""
     return f"sweep {sweep.get('name', '?')}: {dataset}, {epochs}{seeds}"
 

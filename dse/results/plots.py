@@ -90,8 +90,11 @@ def macro_comparison(agg: pd.DataFrame, param: str, metric_name: str = "val_top1
         if f"{size_metric}_mean" in group:
             bars = right.bar(x, _values(group, f"{size_metric}_mean", size.scale), width, color=f"C{i}", alpha=0.7)
             right.bar_label(bars, fmt="%.2f", fontsize="x-small", padding=2)
+    labels = [short_label({param: v}) for v in variants]
+    crowded = sum(map(len, labels)) > 50  # long labels (pool positions, groups) would overlap level
     for ax, ylabel in ((left, f"{acc.axis_label}, mean ± std"), (right, size.axis_label)):
-        ax.set_xticks(np.arange(len(variants)), [short_label({param: v}) for v in variants])
+        ax.set_xticks(np.arange(len(variants)), labels, rotation=25 if crowded else 0, ha="right" if crowded else "center",
+                      fontsize="small" if crowded else None)
         ax.set_xlabel(param_label(param))
         ax.set_ylabel(ylabel)
     _zoom_to_bars(left, agg, metric_name, acc.scale)
