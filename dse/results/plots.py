@@ -382,7 +382,8 @@ def figures(results: SweepResults) -> dict[str, Figure]:
             if len(params) == 1:  # where the variants land against their cost
                 drawn[f"tradeoff_{slug}"] = tradeoff(agg, param, cost, accuracy, caption=caption)
     if len(results.objectives) >= 2 or len(params) >= 2:
-        drawn["pareto_size"] = pareto(trials, "model_size_mb", accuracy, caption=caption)
+        if cost == "model_size_mb":  # one size for all: a front against it would be a single column
+            drawn["pareto_size"] = pareto(trials, "model_size_mb", accuracy, caption=caption)
         if trials["macs"].notna().any():
             drawn["pareto_macs"] = pareto(trials, "macs", accuracy, caption=caption)
         compressed_accuracy = f"{accuracy.removesuffix('_compressed')}_compressed"
