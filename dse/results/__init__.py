@@ -18,6 +18,7 @@ from dse.results.analysis import (
     compare_pairs,
     compare_to_baseline,
     difference_interval,
+    hypervolume,
     overview,
     param_importance,
     pareto_front,
@@ -43,7 +44,7 @@ from dse.results.plots import (
 __all__ = [
     "METRICS", "Metric", "ResultsError", "SweepResults", "accuracy_metric", "aggregate", "best",
     "compare_pairs", "compare_to_baseline", "describe", "difference_interval", "draw_all", "export", "figures",
-    "frames_from_study",
+    "frames_from_study", "hypervolume",
     "importance", "learning_curves", "list_sweeps", "load", "load_many", "macro_comparison", "metaparameter_sweep", "metric",
     "overview", "paper", "paper_comparison", "param_importance", "pareto", "pareto_front", "short_label",
     "swept_params", "table", "tradeoff", "trial_curves",

@@ -202,6 +202,35 @@ def pareto_front(trials: pd.DataFrame, objectives: Any) -> pd.Series:
     return mask
 
 
+def hypervolume(trials: pd.DataFrame, objectives: Any, reference: Sequence[float]) -> float:
+    """The area the front of two objectives dominates, bounded by the ``reference`` point.
+
+    The usual single number for "how good is this front": larger is better, and it
+    grows with every point that extends or fills in the front. ``reference`` holds one
+    value per objective, a worst case every counted point must beat (e.g. chance
+    accuracy and the size limit); points that do not are ignored. Values are in stored
+    units (fractions, MB).
+
+    >>> points = pd.DataFrame({"state": "COMPLETE", "acc": [0.9, 0.8, 0.7], "mb": [2.0, 1.0, 3.0]})
+    >>> round(hypervolume(points, {"acc": "maximize", "mb": "minimize"}, (0.5, 4.0)), 3)  # 0.3*3 + 0.1*2
+    1.1
+    """
+    goals = _goals(objectives)
+    if len(goals) != 2:
+        raise ResultsError(f"hypervolume is computed for two objectives; got {len(goals)}")
+    front = trials[pareto_front(trials, objectives)]
+    signs = np.array([1.0 if goal == "maximize" else -1.0 for _, goal in goals])
+    points = front[[name for name, _ in goals]].to_numpy(float) * signs  # larger is better on both axes
+    ref = np.asarray(reference, float) * signs
+    points = points[(points > ref).all(axis=1)]
+    area, covered = 0.0, ref[1]
+    for first, second in sorted(map(tuple, points), key=lambda p: -p[0]):  # best first objective first
+        if second > covered:
+            area += (first - ref[0]) * (second - covered)
+            covered = second
+    return float(area)
+
+
 def _goals(objectives: Any) -> list[tuple[str, str]]:
     items = objectives.items() if isinstance(objectives, Mapping) else objectives
     goals = []

@@ -1,0 +1,114 @@
+"""Does multi-objective early stopping find a better front in the same wall-clock time?
+
+Runs the search space of ``sweeps/pareto.yaml`` (five metaparameters and the bypass,
+size <= 1 MB) as NSGA-II twice per sampler seed, back to back, each with the same
+wall-clock budget and the same local workers:
+
+- ``full``: every candidate trains for all its epochs (what Optuna offers for several
+  objectives: its pruners handle one);
+- ``asha``: the same sampler with ``pruner: asha`` (dse's multi-objective successive
+  halving), which stops candidates outside the top 1/reduction_factor at each rung.
+
+Printed per run: candidates started (trained at least one step), candidates trained to
+the end, and the hypervolume of the final front of test top-1 against float32 size over
+the completed candidates, with the reference point (chance accuracy 0.1, the size limit
+1 MB): larger is better. Results and the command go to ``bench/sweep_efficiency.md``.
+
+    python bench/sweep_efficiency.py                            # 2 seeds x 2 arms x 20 min, about 80 min
+    python bench/sweep_efficiency.py --minutes 2 --seeds 0 --output /tmp/smoke.md   # a smoke run
+
+Both arms of a seed run back to back in this process's machine, so their ratio is what
+to read; absolute counts differ between machines about 2x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+import dse.results as dr
+from dse.contract import TrialStatus
+from dse.sweep.runner import run_sweep
+
+REPO = Path(__file__).resolve().parent.parent
+SPACE_FROM = REPO / "sweeps" / "pareto.yaml"
+OBJECTIVES = {"test_top1": "maximize", "model_size_mb": "minimize"}
+REFERENCE = (0.1, 1.0)  # chance accuracy on 10 classes, the sweep's size limit (MB)
+ARMS = ("full", "asha")
+
+
+def sweep_file(arm: str, seed: int, args: argparse.Namespace, directory: Path) -> Path:
+    """The pareto sweep with this arm's pruner, a longer per-candidate budget (so there is
+    something to stop early), the wall-clock budget and no trial cap."""
+    sweep = yaml.safe_load(SPACE_FROM.read_text())
+    sweep["name"] = f"efficiency_{arm}_seed{seed}"
+    sweep["description"] = f"bench/sweep_efficiency.py: {arm} arm, sampler seed {seed}"
+    sweep["base"].update(epochs=args.epochs, max_steps_per_epoch=args.steps_per_epoch)
+    sweep["sampler"] = {"name": "nsga2", "seed": seed, "population_size": args.population}
+    sweep["budget"] = {"wall_clock_minutes": args.minutes}
+    if arm == "asha":
+        sweep["pruner"] = {"name": "asha", "min_epochs": 1, "reduction_factor": args.reduction_factor}
+    path = directory / f"{sweep['name']}.yaml"
+    path.write_text(yaml.safe_dump(sweep, sort_keys=False))
+    return path
+
+
+def summarize(results: dr.SweepResults) -> dict:
+    trials = results.trials
+    trained = trials["status"].isin([TrialStatus.COMPLETED, TrialStatus.PRUNED, TrialStatus.DIVERGED])
+    return {
+        "started": int(trained.sum()),
+        "trained to the end": int((trials["status"] == TrialStatus.COMPLETED).sum()),
+        "infeasible (never trained)": int((trials["status"] == TrialStatus.INFEASIBLE).sum()),
+        "hypervolume": dr.hypervolume(trials, OBJECTIVES, REFERENCE),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=20.0, help="wall-clock budget of each run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="NSGA-II sampler seeds")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=9, help="epochs of a candidate trained to the end")
+    parser.add_argument("--steps-per-epoch", type=int, default=100, help="steps of 128 images per epoch")
+    parser.add_argument("--reduction-factor", type=int, default=3)
+    parser.add_argument("--population", type=int, default=8, help="NSGA-II population size")
+    parser.add_argument("--results-root", type=Path, default=None, help="default: a temporary folder")
+    parser.add_argument("--output", type=Path, default=REPO / "bench" / "sweep_efficiency.md")
+    args = parser.parse_args(argv)
+
+    root = args.results_root or Path(tempfile.mkdtemp(prefix="dse_efficiency_"))
+    rows = []
+    for seed in args.seeds:
+        for arm in ARMS:
+            path = sweep_file(arm, seed, args, root)
+            t0 = time.perf_counter()
+            run_sweep(path, workers=args.workers, results_root=root)
+            row = {"seed": seed, "arm": arm, **summarize(dr.load(path.stem, results_root=root)),
+                   "wall s": round(time.perf_counter() - t0)}
+            rows.append(row)
+            print(row, flush=True)
+    lines = ["| seed | arm | started | trained to the end | infeasible | hypervolume | wall s |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['seed']} | {r['arm']} | {r['started']} | {r['trained to the end']} | "
+              f"{r['infeasible (never trained)']} | {r['hypervolume']:.4f} | {r['wall s']} |" for r in rows]
+    for seed in args.seeds:
+        full, asha = (next(r for r in rows if r["seed"] == seed and r["arm"] == arm) for arm in ARMS)
+        ratio = asha["started"] / max(1, full["started"])
+        lines.append(f"\nseed {seed}: asha started {ratio:.1f}x the candidates of full; "
+                     f"hypervolume {asha['hypervolume']:.4f} vs {full['hypervolume']:.4f}")
+    command = "python bench/sweep_efficiency.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = (f"# Sweep efficiency: NSGA-II with and without multi-objective ASHA\n\n`{command.strip()}`; "
+            f"hypervolume of test top-1 vs float32 MB, reference point {REFERENCE}; results in {root}\n\n"
+            + "\n".join(lines) + "\n")
+    args.output.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
