@@ -21,6 +21,7 @@ from dse.train.step import create_state, train_step
 pytestmark = requires_fashion_mnist
 
 
+@pytest.mark.slow  # 20 s, most of it compiling; the fast tier trains end to end in test_cli's compress test
 def test_loss_falls_on_real_images(tmp_path):
     cfg = TrainConfig.model_validate(tiny_train_dict(
         epochs=3, batch_size=32, model={"base_e": 32, "incr_e": 32}, optim={"name": "adam", "learning_rate": 3e-3}))
