@@ -1,7 +1,6 @@
 """Sweeps as users run them: real worker processes, real storages, tiny budgets."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from conftest import requires_fashion_mnist
 from dse.errors import ConfigError, StorageError
 from dse.sweep.config import load_sweep
 from dse.sweep.space import make_sampler
-from dse.sweep.storage import JOURNAL_FILE, mask, open_storage
+from dse.sweep.storage import JOURNAL_FILE, local_postgres, mask, open_storage, postgres_binaries
 from dse.sweep.study import open_study
 
 TINY_BASE = {
@@ -279,36 +278,12 @@ def test_sigkilled_worker_loses_only_its_trial_which_is_retried(tmp_path):
 
 
 # ---- PostgreSQL: identical workers sharing a real server on loopback ----
-def _pg_bin() -> Path | None:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    return found[-1].parent if found else None
-
-
 @pytest.fixture
 def postgres(tmp_path):
-    bindir = _pg_bin()
-    if bindir is None:
+    if postgres_binaries() is None:
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql); .ci/install installs it")
-    data = Path(f"/tmp/dse-pg-{os.getpid()}")
-    shutil.rmtree(data, ignore_errors=True)
-    data.mkdir()
-    as_user = []
-    if os.geteuid() == 0:  # initdb refuses root: run the server as the postgres account
-        shutil.chown(data, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    port = 55432 + os.getpid() % 1000
-
-    def pg(*args):
-        subprocess.run([*as_user, *map(str, args)], check=True, capture_output=True, timeout=120)
-
-    pg(bindir / "initdb", "-D", data / "db", "-U", "dse", "--auth=trust")
-    pg(bindir / "pg_ctl", "-D", data / "db", "-l", data / "log", "-w", "-o", f"-p {port} -k {data} -h 127.0.0.1", "start")
-    try:
-        pg(bindir / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "dse", "sweeps")
-        yield f"postgresql://dse:unused@127.0.0.1:{port}/sweeps"
-    finally:
-        pg(bindir / "pg_ctl", "-D", data / "db", "-m", "immediate", "stop")
-        shutil.rmtree(data, ignore_errors=True)
+    with local_postgres(Path(f"/tmp/dse-pg-{os.getpid()}"), port=55432 + os.getpid() % 1000) as url:
+        yield url
 
 
 @pytest.mark.slow

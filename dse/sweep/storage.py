@@ -7,8 +7,13 @@ SQLite is refused for sweeps: Optuna's own FAQ advises against it for parallel r
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import shutil
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -52,3 +57,41 @@ def open_storage(url: str | None, results_dir: Path) -> optuna.storages.BaseStor
                 continue
             detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise StorageError(f"storage {mask(url)}: cannot connect: {mask(detail)}") from None
+
+
+def postgres_binaries() -> Path | None:
+    """The newest Debian PostgreSQL ``bin`` folder (``/usr/lib/postgresql/<version>/bin``), or None."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return found[-1].parent if found else None
+
+
+@contextlib.contextmanager
+def local_postgres(data_dir: Path, port: int, database: str = "sweeps") -> Iterator[str]:
+    """A throwaway PostgreSQL server on loopback for the life of the block; yields its URL.
+
+    For trying the shared storage on one machine (tests, ``bench/storage_scale.py``): the
+    cluster lives in ``data_dir`` (emptied first, removed after) and trusts local
+    connections. As root, the server runs as the ``postgres`` account (initdb refuses root).
+    """
+    bindir = postgres_binaries()
+    if bindir is None:
+        raise StorageError("PostgreSQL is not installed (apt-get install postgresql; .ci/install installs it)")
+    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True)
+    as_user = []
+    if os.geteuid() == 0:
+        shutil.chown(data_dir, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+
+    def pg(*args: object) -> None:
+        subprocess.run([*as_user, *map(str, args)], check=True, capture_output=True, timeout=120)
+
+    pg(bindir / "initdb", "-D", data_dir / "db", "-U", "dse", "--auth=trust")
+    pg(bindir / "pg_ctl", "-D", data_dir / "db", "-l", data_dir / "log", "-w", "-o",
+       f"-p {port} -k {data_dir} -h 127.0.0.1", "start")
+    try:
+        pg(bindir / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "dse", database)
+        yield f"postgresql://dse:unused@127.0.0.1:{port}/{database}"
+    finally:
+        pg(bindir / "pg_ctl", "-D", data_dir / "db", "-m", "immediate", "stop")
+        shutil.rmtree(data_dir, ignore_errors=True)
