@@ -6,6 +6,11 @@ multiply-accumulates). With ``batch_norm`` a normalised conv has no bias of its 
 (BatchNorm's offset replaces it) and adds BatchNorm's scale and offset; running
 statistics are state, not parameters.
 
+A baseline family's graph (:mod:`dse.arch.families`) has one row per node, with the same
+conventions: a conv's MACs are ``H_out * W_out * k * k * C_in / groups * C_out``, a dense
+layer's ``inputs * outputs``; each row also records the elements it reads (``reads``),
+as its inputs are not always the previous row.
+
 Activation memory is counted per layer as the elements of its output map (the rows of
 Table 1; a Fire module's squeeze and expand maps inside it are not rows), in float32
 for inference: ``activation_bytes`` sums every map (all kept, as for a backward pass),
@@ -21,8 +26,10 @@ for inference: ``activation_bytes`` sums every map (all kept, as for a backward 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
+from dse.arch import families
 from dse.arch.spec import ConvSpec, FireSpec, NetSpec, conv_out, pool_name, pool_out
 
 MIB = 2**20  # the paper's "MB" (4.8 MB for 1,248,424 float32 parameters) is MiB
@@ -42,6 +49,7 @@ class LayerStats:
     bypass: str = ""
     params: int = 0
     macs: int = 0
+    reads: int | None = None  # elements of the maps it reads; None: the previous row's map (SqueezeNet's chain)
 
     @property
     def activations(self) -> int:
@@ -134,8 +142,10 @@ def _pool_stats(name: str, hw: tuple[int, int], channels: int) -> tuple[LayerSta
     return LayerStats(name, (out[0], out[1], channels), "3x3/2"), out
 
 
-def summarize(spec: NetSpec) -> Summary:
+def summarize(spec: NetSpec | families.GraphSpec) -> Summary:
     """Layer table and totals of ``spec`` for its input shape."""
+    if isinstance(spec, families.GraphSpec):
+        return summarize_graph(spec)
     bn = spec.config.batch_norm
     hw = spec.input_shape[:2]
     conv1, hw = _conv_stats(spec.conv1, hw, bn)
@@ -151,3 +161,42 @@ def summarize(spec: NetSpec) -> Summary:
     conv10, hw = _conv_stats(spec.conv10, hw, batch_norm=False)
     layers += [conv10, LayerStats("avgpool10", (1, 1, spec.conv10.filters), "global")]
     return Summary(tuple(layers), sum(la.params for la in layers), sum(la.macs for la in layers), tuple(spec.input_shape))
+
+
+def _node_row(node: families.Node, inputs: list[tuple[int, int, int]], out: tuple[int, int, int]) -> LayerStats:
+    """The layer-table row of one graph node: its filters column, parameters and MACs."""
+    cin = inputs[0][2]
+    params = macs = 0
+    bypass = ""
+    match node:
+        case families.Conv():
+            depthwise = " dw" if node.groups == cin > 1 else f" g{node.groups}" if node.groups > 1 else ""
+            filters = f"{node.kernel}x{node.kernel}/{node.stride}{depthwise}, {node.filters}"
+            params = conv_params(cin // node.groups, node.filters, node.kernel, node.batch_norm)
+            macs = out[0] * out[1] * node.kernel**2 * cin // node.groups * node.filters
+        case families.Dense():
+            filters = f"fc, {node.features}"
+            params, macs = (math.prod(inputs[0]) + 1) * node.features, math.prod(inputs[0]) * node.features
+        case families.MaxPool():
+            filters = f"max {node.kernel}x{node.kernel}/{node.stride}"
+        case families.GlobalAvgPool():
+            filters = "global avg"
+        case families.Add():
+            filters, bypass = "add", node.inputs[1]  # the shortcut's source
+        case families.Concat():
+            filters = "concat"
+        case families.ChannelSlice():
+            filters = f"channels {node.start}:{node.stop}"
+        case families.ChannelShuffle():
+            filters = f"shuffle, {node.groups} groups"
+        case families.ZeroPadShortcut():
+            filters = f"subsample /{node.stride}, +{node.pad_before + node.pad_after} zero channels"
+    return LayerStats(node.name, out, filters, bypass=bypass, params=params, macs=macs,
+                      reads=sum(math.prod(shape) for shape in inputs))
+
+
+def summarize_graph(spec: families.GraphSpec) -> Summary:
+    """Layer table and totals of a baseline family's graph: one row per node."""
+    shapes = families.output_shapes(spec)
+    layers = tuple(_node_row(node, [shapes[name] for name in node.inputs], shapes[node.name]) for node in spec.nodes)
+    return Summary(layers, sum(la.params for la in layers), sum(la.macs for la in layers), tuple(spec.input_shape))

@@ -1,4 +1,5 @@
-"""Flax (Linen) SqueezeNet built from a :class:`~dse.arch.spec.NetSpec`.
+"""Flax (Linen) SqueezeNet built from a :class:`~dse.arch.spec.NetSpec`, and the baseline
+families' interpreter :class:`GraphNet` for a :class:`~dse.arch.families.GraphSpec`.
 
 Modules take every width from the spec; nothing here decides an architecture.
 Inputs are NHWC. No ``jit`` here: the trainer jits the step that calls the model.
@@ -12,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from dse.arch import families
 from dse.arch.spec import ConvSpec, FireSpec, NetSpec
 
 # Caffe's XavierFiller (the official release) draws U(-a, a) with a = sqrt(3 / fan_in);
@@ -33,7 +35,7 @@ def max_pool_ceil(x: jax.Array) -> jax.Array:
 
 
 class ConvBlock(nn.Module):
-    """Conv (+ BatchNorm) (+ ReLU): the only conv the network uses."""
+    """Conv (+ BatchNorm) (+ ReLU): the only conv the networks use (grouped and ReLU6 for the baselines)."""
 
     filters: int
     kernel: int
@@ -42,16 +44,20 @@ class ConvBlock(nn.Module):
     batch_norm: bool = False
     relu: bool = True
     kernel_init: nn.initializers.Initializer = KERNEL_INITS["caffe"]
+    groups: int = 1  # == input channels: depthwise
+    relu6: bool = False  # with relu: ReLU6, min(max(x, 0), 6) (MobileNets)
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         x = nn.Conv(
             self.filters, (self.kernel, self.kernel), strides=self.stride, padding=self.padding,
-            use_bias=not self.batch_norm, kernel_init=self.kernel_init, name="conv",
+            feature_group_count=self.groups, use_bias=not self.batch_norm, kernel_init=self.kernel_init, name="conv",
         )(x)
         if self.batch_norm:
             x = nn.BatchNorm(use_running_average=not train, momentum=0.9, name="bn")(x)
-        return nn.relu(x) if self.relu else x
+        if not self.relu:
+            return x
+        return nn.relu6(x) if self.relu6 else nn.relu(x)
 
 
 class Fire(nn.Module):
@@ -104,11 +110,62 @@ class SqueezeNet(nn.Module):
         return jnp.mean(nn.relu(x) if cfg.head_relu else x, axis=(1, 2))
 
 
-def build_model(spec: NetSpec) -> SqueezeNet:
-    return SqueezeNet(spec)
+ACTIVATIONS = {None: lambda x: x, "relu": nn.relu, "relu6": nn.relu6}
 
 
-def init_variables(model: SqueezeNet, rng: jax.Array, batch_size: int = 1) -> dict:
+class GraphNet(nn.Module):
+    """A baseline family's network: walks the spec's nodes in order, each reading the outputs it names.
+
+    Every conv is a :class:`ConvBlock` named after its node (so BatchNorm folds as in a SqueezeNet);
+    the last node, the classifier, starts at N(0, 0.01) like SqueezeNet's conv10."""
+
+    spec: families.GraphSpec
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        values = {"input": x}
+        for node in self.spec.nodes:
+            values[node.name] = self._node(node, [values[name] for name in node.inputs], train)
+        return values[self.spec.output]
+
+    def _node(self, node: families.Node, inputs: list[jax.Array], train: bool) -> jax.Array:
+        x = inputs[0]
+        match node:
+            case families.Conv():
+                return ConvBlock(node.filters, node.kernel, node.stride, node.padding, node.batch_norm,
+                                 relu=node.activation is not None, kernel_init=KERNEL_INITS[self.spec.config.init],
+                                 groups=node.groups, relu6=node.activation == "relu6", name=node.name)(x, train)
+            case families.Dense():
+                x = nn.Dropout(node.dropout, deterministic=not train)(x) if node.dropout else x
+                init = CLASSIFIER_INIT if node.name == self.spec.output else KERNEL_INITS[self.spec.config.init]
+                x = nn.Dense(node.features, kernel_init=init, name=node.name)(x.reshape(x.shape[0], -1))
+                return ACTIVATIONS[node.activation](x)  # (N, features): the logits when it is the last node
+            case families.MaxPool():
+                pad = ((node.padding, node.padding),) * 2
+                return nn.max_pool(x, (node.kernel, node.kernel), strides=(node.stride, node.stride), padding=pad)
+            case families.GlobalAvgPool():
+                return jnp.mean(x, axis=(1, 2), keepdims=True)
+            case families.Add():
+                return ACTIVATIONS[node.activation](inputs[0] + inputs[1])
+            case families.Concat():
+                return jnp.concatenate(inputs, axis=-1)
+            case families.ChannelSlice():
+                return x[..., node.start:node.stop]
+            case families.ChannelShuffle():
+                *batch_hw, channels = x.shape
+                x = x.reshape(*batch_hw, node.groups, channels // node.groups)
+                return jnp.swapaxes(x, -1, -2).reshape(*batch_hw, channels)
+            case families.ZeroPadShortcut():
+                x = x[:, ::node.stride, ::node.stride, :]
+                return jnp.pad(x, ((0, 0), (0, 0), (0, 0), (node.pad_before, node.pad_after)))
+        raise TypeError(f"no Flax rule for node {node!r}")
+
+
+def build_model(spec: NetSpec | families.GraphSpec) -> SqueezeNet | GraphNet:
+    return GraphNet(spec) if isinstance(spec, families.GraphSpec) else SqueezeNet(spec)
+
+
+def init_variables(model: SqueezeNet | GraphNet, rng: jax.Array, batch_size: int = 1) -> dict:
     """Initialise ``params`` (and ``batch_stats`` with BatchNorm) for the spec's input shape."""
     dummy = jnp.zeros((batch_size, *model.spec.input_shape), jnp.float32)
     # Jitted: op-by-op init of a SqueezeNet takes seconds on a CPU, compiled it is one program.

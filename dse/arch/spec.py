@@ -26,6 +26,9 @@ layout as fractions of 8 (v1.0: 0, 3/8, 7/8; v1.1 and small: 0, 2/8, 4/8), which
 exactly on the published positions at depth 8 and scales with ``num_fires``; where two
 default pools land on one module (only v1.1/small at depth 2) they are one pool.
 
+Other families (``family``: MobileNet v1/v2, ShuffleNet v2, the CIFAR ResNet, AlexNet) share
+this schema and ``expand``, which hands them to :mod:`dse.arch.families`.
+
 >>> spec = expand(ArchConfig())           # SqueezeNet v1.0, Table 1
 >>> [(f.squeeze, f.expand1x1, f.expand3x3) for f in spec.fires][:3]
 [(16, 64, 64), (16, 64, 64), (32, 128, 128)]
@@ -42,12 +45,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_serializer, model_validator
 
 from dse.errors import SpecError
 
+if TYPE_CHECKING:
+    from dse.arch.families import GraphSpec
+
+Family = Literal["squeezenet", "mobilenet_v1", "mobilenet_v2", "shufflenet_v2", "resnet", "alexnet"]
 Stem = Literal["v1.0", "v1.1", "small"]
 Bypass = Literal["none", "simple", "complex"]
 Init = Literal["caffe", "torchvision"]
@@ -79,7 +86,42 @@ PRESETS: dict[str, dict[str, Any]] = {
     "squeezenet1_0": {"stem": "v1.0"},
     "squeezenet1_1": {"stem": "v1.1"},
     "squeezenet_small": {"stem": "small", "num_classes": 10, "input_shape": (28, 28, 1)},
+    # The baselines at the settings their published parameter counts are for (dse.arch.families).
+    "mobilenet_v1": {"family": "mobilenet_v1", "input_shape": (224, 224, 3)},
+    "mobilenet_v2": {"family": "mobilenet_v2", "input_shape": (224, 224, 3)},
+    "shufflenet_v2": {"family": "shufflenet_v2", "input_shape": (224, 224, 3)},
+    "alexnet": {"family": "alexnet", "input_shape": (224, 224, 3)},
+    "resnet20": {"family": "resnet", "depth": 20, "num_classes": 10, "input_shape": (32, 32, 3)},
+    "resnet32": {"family": "resnet", "depth": 32, "num_classes": 10, "input_shape": (32, 32, 3)},
+    "resnet56": {"family": "resnet", "depth": 56, "num_classes": 10, "input_shape": (32, 32, 3)},
 }
+
+# Which fields describe which family. The shared ones (family, stem, batch_norm, dropout,
+# init, num_classes, input_shape) describe every network; a field of one family given with
+# another is refused, and a config's dump holds only its family's fields, so a SqueezeNet
+# config dumps exactly as it did before other families existed (same run digests).
+SQUEEZENET_FIELDS = frozenset({"base_e", "incr_e", "freq", "pct3x3", "sr", "num_fires", "stem_filters", "downsample_at",
+                               "pool_after", "bypass", "head_relu"})
+BASELINE_FIELDS: dict[str, frozenset[str]] = {
+    "mobilenet_v1": frozenset({"width_multiplier"}),
+    "mobilenet_v2": frozenset({"width_multiplier"}),
+    "shufflenet_v2": frozenset({"width_multiplier"}),
+    "alexnet": frozenset({"width_multiplier"}),
+    "resnet": frozenset({"width_multiplier", "depth"}),
+}
+# A baseline's own BatchNorm, dropout and initialiser unless the config says otherwise: BatchNorm
+# where the reference network has it (AlexNet has none); dropout before the classifier as in the
+# reference (Keras MobileNet v1 1e-3, torchvision MobileNet v2 0.2 and AlexNet 0.5 before fc6 and
+# fc7; ShuffleNet v2 and the CIFAR ResNet none); He initialisation (He et al. 2015), as they use.
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mobilenet_v1": {"batch_norm": True, "dropout": 0.001, "init": "torchvision"},
+    "mobilenet_v2": {"batch_norm": True, "dropout": 0.2, "init": "torchvision"},
+    "shufflenet_v2": {"batch_norm": True, "dropout": 0.0, "init": "torchvision"},
+    "resnet": {"batch_norm": True, "dropout": 0.0, "init": "torchvision"},
+    "alexnet": {"batch_norm": False, "dropout": 0.5, "init": "torchvision"},
+}
+BASELINE_ONLY_FIELDS = frozenset().union(*BASELINE_FIELDS.values())
+SHUFFLENET_V2_WIDTHS = (0.5, 1.0, 1.5, 2.0)  # the multipliers with published stage widths (Ma et al. 2018, Table 5)
 
 # Simple bypass wraps the modules whose input and output widths match in the paper's
 # width schedule (freq = 2): every second module, i = 1, 3, 5, ... (fire3, 5, 7, 9 at
@@ -114,6 +156,8 @@ BOUNDS: dict[str, Bound] = {
     "stem_filters": Bound("must be >= 1", low=1),
     "num_classes": Bound("must be >= 1", low=1),
 }
+# The baselines' one continuous metaparameter (their other rules: width_problem, depth_problem).
+WIDTH_MULTIPLIER_BOUND = Bound("must be > 0", low=0, low_open=True)
 
 
 def bound_violation(name: str, value: Any) -> str | None:
@@ -156,15 +200,50 @@ def retired_pool_after(value: Any, num_fires: int) -> str | None:
     return f"pool_after was replaced by downsample_at (fractions of depth, 0 = after the stem){hint}"
 
 
+def family_fields(family: str) -> frozenset[str]:
+    """The family-specific fields ``family`` takes (the shared ones aside)."""
+    return SQUEEZENET_FIELDS if family == "squeezenet" else BASELINE_FIELDS[family]
+
+
+def misplaced_field(name: str, family: str) -> str | None:
+    """Why the field ``name`` cannot be given with ``family`` (one line), or None if it can."""
+    if name in family_fields(family):
+        return None
+    owners = ["squeezenet"] if name in SQUEEZENET_FIELDS else [f for f, names in BASELINE_FIELDS.items() if name in names]
+    own = sorted(family_fields(family) - {"pool_after"})
+    return f"{name} applies to {', '.join(owners)}, not family={family} (whose own fields are {', '.join(own)})"
+
+
+def depth_problem(depth: int) -> str | None:
+    """Why ``depth`` is not a CIFAR ResNet depth 6n + 2 (He et al. 2016, section 4.2), or None."""
+    if depth >= 8 and (depth - 2) % 6 == 0:
+        return None
+    return f"depth={depth}: a CIFAR ResNet has 6n + 2 layers (n >= 1 blocks per stage): 8, 14, 20, 32, 44, 56, 110, ..."
+
+
+def width_problem(family: str, width_multiplier: float) -> str | None:
+    """Why ``width_multiplier`` does not fit ``family`` (one line), or None."""
+    problem = None if WIDTH_MULTIPLIER_BOUND.contains(width_multiplier) else (
+        f"width_multiplier={width_multiplier}: {WIDTH_MULTIPLIER_BOUND.rule}")
+    if problem is None and family == "shufflenet_v2" and width_multiplier not in SHUFFLENET_V2_WIDTHS:
+        problem = (f"width_multiplier={width_multiplier}: shufflenet_v2 has published stage widths for "
+                   f"{', '.join(map(str, SHUFFLENET_V2_WIDTHS))} only")
+    return problem
+
+
 class ArchConfig(BaseModel):
-    """Micro- and macroarchitecture of one SqueezeNet candidate.
+    """Micro- and macroarchitecture of one candidate: a SqueezeNet or a baseline family.
 
     Defaults are SqueezeNet v1.0 on ImageNet. ``preset`` fills in a named set first;
-    fields given beside it override the preset.
+    fields given beside it override the preset. ``family`` selects the network; fields of
+    another family are refused (:data:`SQUEEZENET_FIELDS`, :data:`BASELINE_FIELDS`), and a
+    baseline's unset ``batch_norm``, ``dropout`` and ``init`` take its :data:`FAMILY_DEFAULTS`.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # First, so the other fields' validators can read it.
+    family: Family = Field("squeezenet", description="squeezenet, or a baseline network (dse.arch.families)")
     base_e: int = 128
     incr_e: int = 128
     freq: int = 2
@@ -185,6 +264,8 @@ class ArchConfig(BaseModel):
     init: Init = "caffe"
     num_classes: int = 1000
     input_shape: tuple[int, int, int] = (227, 227, 3)
+    width_multiplier: float = Field(1.0, description="baselines: every width times this (shufflenet_v2: 0.5, 1, 1.5, 2)")
+    depth: int = Field(20, description="resnet: 6n + 2 layers (20, 32, 44, 56, 110, ...)")
 
     @model_validator(mode="before")
     @classmethod
@@ -195,7 +276,42 @@ class ArchConfig(BaseModel):
             if name not in PRESETS:
                 raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
             data = {**PRESETS[name], **data}
+        if isinstance(data, dict) and data.get("family") in FAMILY_DEFAULTS:
+            data = {**FAMILY_DEFAULTS[data["family"]], **data}
         return data
+
+    @field_validator(*SQUEEZENET_FIELDS, "width_multiplier", "depth")
+    @classmethod
+    def _of_this_family(cls, value: Any, info: ValidationInfo) -> Any:
+        # Runs on given values only (defaults are not validated), so a family's defaults never trip it.
+        problem = "family" in info.data and misplaced_field(info.field_name, info.data["family"])
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("width_multiplier", "depth")
+    @classmethod
+    def _fits_the_family(cls, value: float, info: ValidationInfo) -> float:
+        family = info.data.get("family", "squeezenet")
+        problem = width_problem(family, value) if info.field_name == "width_multiplier" else depth_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("stem")
+    @classmethod
+    def _stem_of_this_family(cls, value: str, info: ValidationInfo) -> str:
+        if value == "v1.1" and info.data.get("family", "squeezenet") != "squeezenet":
+            raise ValueError(f"stem=v1.1 is a SqueezeNet stem; family={info.data['family']} takes v1.0 (its ImageNet "
+                             "layout) or small (its small-image layout, dse.arch.families)")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _only_this_familys_fields(self, handler) -> dict[str, Any]:
+        unused = (SQUEEZENET_FIELDS | BASELINE_ONLY_FIELDS) - family_fields(self.family)
+        if self.family == "squeezenet":
+            unused |= {"family"}
+        return {key: value for key, value in handler(self).items() if key not in unused}
 
     @field_validator(*BOUNDS)
     @classmethod
@@ -350,8 +466,15 @@ def _bypass_kind(cfg: ArchConfig, i: int, cin: int, cout: int) -> Literal["none"
     return "identity" if cin == cout else "conv"
 
 
-def expand(cfg: ArchConfig) -> NetSpec:
-    """Build the layer spec of one candidate; raises :class:`SpecError` on invalid input."""
+def expand(cfg: ArchConfig) -> NetSpec | GraphSpec:
+    """Build the layer spec of one candidate; raises :class:`SpecError` on invalid input.
+
+    A SqueezeNet gives a :class:`NetSpec`; a baseline family a :class:`~dse.arch.families.GraphSpec`.
+    """
+    if cfg.family != "squeezenet":
+        from dse.arch.families import expand_family  # it builds on this module
+
+        return expand_family(cfg)
     validate(cfg)
     stem = STEMS[cfg.stem]
     pools = set(pool_positions(cfg))

@@ -27,7 +27,10 @@ The model:
   what a read costs. Each layer of the layer table reads its input map once and writes
   its output map once (perfect on-chip reuse inside a layer, a lower bound); inside a
   Fire module the squeeze map is written once and read by each expand branch, and a
-  bypass reads the module's input once more.
+  bypass reads the module's input once more. A baseline family's table has a row per
+  graph node, which reads every map it takes (an ``Add`` both of its inputs): channel
+  splits, concatenations and shuffles are counted as copies, as a runtime without
+  in-place views makes them.
 
 The SRAM figure is for a small (8 KB) array; a larger one costs more per access, so
 the on-chip terms are optimistic, as they are in Deep Compression's argument.
@@ -103,7 +106,8 @@ def activation_words(summary: Summary) -> int:
     """32-bit SRAM accesses for activations in one inference (see the module docstring)."""
     accesses, previous = 0, math.prod(summary.input_shape)
     for layer in summary.layers:
-        accesses += previous + layer.activations  # read the input map, write the output map
+        reads = previous if layer.reads is None else layer.reads  # a graph's row names what it reads
+        accesses += reads + layer.activations  # read the input map(s), write the output map
         if layer.squeeze is not None:  # a Fire module
             h, w, _ = layer.output_shape
             branches = bool(layer.expand1x1) + bool(layer.expand3x3)
