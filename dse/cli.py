@@ -31,7 +31,13 @@ def _given(**options: Any) -> dict[str, Any]:
 
 @app.command()
 def arch(
-    preset: Annotated[str | None, typer.Option(help="squeezenet1_0, squeezenet1_1 or squeezenet_small")] = None,
+    preset: Annotated[str | None, typer.Option(help="squeezenet1_0, squeezenet1_1, squeezenet_small, or a baseline: "
+                                               "mobilenet_v1, mobilenet_v2, shufflenet_v2, alexnet, resnet20/32/56")] = None,
+    family: Annotated[str | None, typer.Option(help="squeezenet (default), mobilenet_v1, mobilenet_v2, shufflenet_v2, "
+                                               "resnet or alexnet")] = None,
+    width_multiplier: Annotated[float | None, typer.Option(help="baselines: widths times this (shufflenet_v2: 0.5, 1, "
+                                                           "1.5, 2)")] = None,
+    depth: Annotated[int | None, typer.Option(help="resnet: layers, 6n + 2 (20, 32, 56, ...)")] = None,
     base_e: Annotated[int | None, typer.Option(help="expand filters of fire2")] = None,
     incr_e: Annotated[int | None, typer.Option(help="expand filters added every freq modules")] = None,
     freq: Annotated[int | None, typer.Option(help="modules between width increments")] = None,
@@ -55,7 +61,8 @@ def arch(
 
     shape = _numbers(input_shape, int, "--input-shape", "three integers H,W,C")
     pools = _numbers(downsample_at, float, "--downsample-at", "fractions like 0,0.25,0.5")
-    options = _given(preset=preset, base_e=base_e, incr_e=incr_e, freq=freq, pct3x3=pct3x3, sr=sr, stem=stem,
+    options = _given(preset=preset, family=family, width_multiplier=width_multiplier, depth=depth, base_e=base_e,
+                     incr_e=incr_e, freq=freq, pct3x3=pct3x3, sr=sr, stem=stem,
                      bypass=bypass, batch_norm=batch_norm, num_classes=num_classes, input_shape=shape,
                      num_fires=num_fires, downsample_at=pools)
     try:
@@ -68,7 +75,8 @@ def arch(
         print(json.dumps({"config": cfg.model_dump(mode="json"), **summary.to_dict(bits), "estimated_energy": energy.to_dict()},
                          indent=2))
     else:
-        stdout.print(arch_table(summary, preset or "custom SqueezeNet", bits, energy))
+        title = preset or ("custom SqueezeNet" if cfg.family == "squeezenet" else f"custom {cfg.family}")
+        stdout.print(arch_table(summary, title, bits, energy))
 
 
 def _numbers(text: str | None, kind: type, option: str, expected: str) -> tuple | None:

@@ -9,6 +9,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Scope = Literal["per_layer", "global"]
 MIN_BITS, MAX_BITS = 2, 8  # cluster indices are stored as uint8
+COMPRESSIBLE_FAMILY = "squeezenet"
+
+
+def family_problem(family: str) -> str | None:
+    """Why a network of ``family`` cannot be compressed (one line), or None.
+
+    The pipeline knows SqueezeNet's layers (its classifier conv10, its Fire modules' convs);
+    the baseline families are trained and deployed for comparison, not compressed.
+    """
+    if family == COMPRESSIBLE_FAMILY:
+        return None
+    return f"compression works on SqueezeNet networks only; this model's family is {family}"
 
 
 class CompressConfig(BaseModel):

@@ -21,12 +21,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import pydantic
 
-from dse.compress.config import CompressConfig
+from dse.compress.config import CompressConfig, family_problem
 from dse.compress.prune import flat, is_kernel
 from dse.compress.quantize import QuantizedParams
 from dse.config_io import read_text
 from dse.contract import CompressedLayout, RunLayout
-from dse.errors import DataError, config_error
+from dse.errors import DataError, SpecError, config_error
 
 
 class Step(StrEnum):
@@ -192,6 +192,9 @@ def compress_run(run_dir: str | Path, settings: CompressConfig | Mapping[str, An
     settings = _validated_settings(settings)
     run_dir = Path(run_dir)
     cfg, layout = load_run(run_dir)
+    problem = family_problem(cfg.model.family)
+    if problem:
+        raise SpecError(f"{run_dir}: {problem}")
     compile_cache.enable(cfg.compilation_cache_dir)  # the trainer's: a second compression of one architecture compiles nothing
     out = CompressedLayout(Path(out_dir)) if out_dir is not None else layout.compressed
     out_dir = out.root

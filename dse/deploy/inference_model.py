@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from dse.arch.families import GraphSpec
 from dse.arch.spec import ArchConfig, NetSpec, expand
 from dse.compress.container import SUFFIX as COMPRESSED_SUFFIX
 from dse.errors import DataError
@@ -31,7 +32,7 @@ class InferenceModel:
         source: the run folder or file it was read from (None when built in memory).
     """
 
-    spec: NetSpec
+    spec: NetSpec | GraphSpec
     params: dict
     mean: np.ndarray
     std: np.ndarray

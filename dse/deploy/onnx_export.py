@@ -1,4 +1,4 @@
-"""ONNX export of a dse SqueezeNet, written node by node from its spec with ``onnx.helper``.
+"""ONNX export of a dse network, written node by node from its spec with ``onnx.helper``.
 
 The graph computes what ``dse.arch.model.SqueezeNet`` computes in eval mode:
 
@@ -17,6 +17,12 @@ The graph computes what ``dse.arch.model.SqueezeNet`` computes in eval mode:
 * dropout is the identity at inference and is left out; conv10 -> GlobalAveragePool ->
   Flatten gives output ``logits`` (N, classes).
 
+A baseline family's graph (:mod:`dse.arch.families`) is written node for node in the same
+way (its convs with ``group`` for depthwise ones, ReLU6 as ``Clip(0, 6)``, ShuffleNet's
+channel split as ``Slice`` and its shuffle as Reshape -> Transpose -> Reshape, ResNet's
+option-A shortcut as a strided ``Slice`` and a channel ``Pad``); a dense layer on a map
+first transposes it back to NHWC, so its weights are the Flax model's as they are.
+
 jax2onnx is not used: its output was found inexact for this network family.
 """
 
@@ -30,7 +36,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from dse.arch.spec import FireSpec, conv_out, pool_name, pool_out
+from dse.arch import families
+from dse.arch.spec import FireSpec, NetSpec, conv_out, pool_name, pool_out
 from dse.deploy.inference_model import InferenceModel
 from dse.errors import DseError
 
@@ -58,13 +65,31 @@ class _Graph:
         self.nodes.append(helper.make_node(op, inputs, [name], name=name, **attributes))
         return name
 
-    def conv(self, x: str, name: str, weights: dict, stride: int = 1, padding: int = 0, relu: bool = True) -> str:
-        """A Flax conv (kernel HWIO, bias) as ONNX Conv (OIHW), optionally followed by ReLU."""
+    def ints(self, name: str, values: list[int]) -> str:
+        """An int64 constant: a shape, slice bounds or pads."""
+        self.initializers.append(numpy_helper.from_array(np.asarray(values, np.int64), name))
+        return name
+
+    def conv(self, x: str, name: str, weights: dict, stride: int = 1, padding: int = 0, relu: bool = True,
+             groups: int = 1, relu6: bool = False) -> str:
+        """A Flax conv (kernel HWIO, bias) as ONNX Conv (OIHW), optionally followed by ReLU (or ReLU6)."""
         kernel = np.asarray(weights["kernel"]).transpose(3, 2, 0, 1)
         inputs = [x, self.constant(f"{name}/kernel", kernel), self.constant(f"{name}/bias", weights["bias"])]
+        grouped = {"group": groups} if groups > 1 else {}
         y = self.node("Conv", inputs, name, kernel_shape=list(kernel.shape[2:]), strides=[stride, stride],
-                      pads=[padding] * 4)
-        return self.node("Relu", [y], f"{name}/relu") if relu else y
+                      pads=[padding] * 4, **grouped)
+        if not relu:
+            return y
+        return self.activation(y, name, "relu6" if relu6 else "relu")
+
+    def activation(self, x: str, name: str, kind: str | None, output: str | None = None) -> str:
+        """ReLU, or ReLU6 as Clip(0, 6), or nothing (``kind`` None) after the op ``name``."""
+        if kind is None:
+            return x
+        if kind == "relu":
+            return self.node("Relu", [x], output or f"{name}/relu")
+        bounds = [self.constant(f"{name}/relu6_min", np.float32(0)), self.constant(f"{name}/relu6_max", np.float32(6))]
+        return self.node("Clip", [x, *bounds], output or f"{name}/relu6")
 
     def max_pool(self, x: str, name: str, height: int, width: int) -> tuple[str, int, int]:
         """3x3/2 max pool with ceil rounding: the end of each axis padded so the last window fits."""
@@ -85,17 +110,65 @@ class _Graph:
         return y
 
 
-def build_onnx(model: InferenceModel) -> onnx.ModelProto:
-    """The ONNX model of ``model`` (see the module docstring for its contract)."""
-    spec, params = model.spec, model.params
-    if spec.config.batch_norm:
-        raise ValueError("build_onnx takes a BatchNorm-free network; fold it first (dse.deploy.inference_model)")
-    height, width, channels = spec.input_shape
-    g = _Graph()
-    x = g.node("Transpose", [INPUT_NAME], "to_nchw", perm=[0, 3, 1, 2])
-    x = g.node("Sub", [x, g.constant("mean", model.mean.reshape(1, channels, 1, 1))], "subtract_mean")
-    x = g.node("Div", [x, g.constant("std", model.std.reshape(1, channels, 1, 1))], "divide_std")
+def _graph_layer(g: _Graph, node: families.Node, inputs: list[str], shape: tuple[int, int, int], weights: dict | None,
+                 output: str) -> str:
+    """One node of a baseline family's graph; ``shape`` is its first input's (H, W, C), ``output`` its name."""
+    x, (height, width, channels) = inputs[0], shape
+    match node:
+        case families.Conv():
+            return g.conv(x, output, weights["conv"], node.stride, node.padding, node.activation is not None, node.groups,
+                          node.activation == "relu6")
+        case families.Dense():
+            if (height, width) != (1, 1):  # Flax flattens (H, W, C)
+                x = g.node("Transpose", [x], f"{node.name}/to_nhwc", perm=[0, 2, 3, 1])
+            x = g.node("Flatten", [x], f"{node.name}/flatten", axis=1)
+            gemm = [x, g.constant(f"{node.name}/kernel", weights["kernel"]), g.constant(f"{node.name}/bias", weights["bias"])]
+            if node.activation is None:
+                return g.node("Gemm", gemm, output)
+            return g.activation(g.node("Gemm", gemm, f"{node.name}/gemm"), node.name, node.activation, output)
+        case families.MaxPool():
+            return g.node("MaxPool", [x], output, kernel_shape=[node.kernel] * 2, strides=[node.stride] * 2,
+                          pads=[node.padding] * 4)
+        case families.GlobalAvgPool():
+            return g.node("GlobalAveragePool", [x], output)
+        case families.Add():
+            if node.activation is None:
+                return g.node("Add", inputs, output)
+            return g.activation(g.node("Add", inputs, f"{node.name}/add"), node.name, node.activation, output)
+        case families.Concat():
+            return g.node("Concat", inputs, output, axis=1)
+        case families.ChannelSlice():
+            bounds = [g.ints(f"{node.name}/starts", [node.start]), g.ints(f"{node.name}/ends", [node.stop]),
+                      g.ints(f"{node.name}/axes", [1])]
+            return g.node("Slice", [x, *bounds], output)
+        case families.ChannelShuffle():
+            groups = node.groups
+            x = g.node("Reshape", [x, g.ints(f"{node.name}/grouped_shape", [0, groups, channels // groups, height, width])],
+                       f"{node.name}/grouped")
+            x = g.node("Transpose", [x], f"{node.name}/transpose", perm=[0, 2, 1, 3, 4])
+            return g.node("Reshape", [x, g.ints(f"{node.name}/flat_shape", [0, channels, height, width])], output)
+        case families.ZeroPadShortcut():
+            every = [g.ints(f"{node.name}/starts", [0, 0]), g.ints(f"{node.name}/ends", [height, width]),
+                     g.ints(f"{node.name}/axes", [2, 3]), g.ints(f"{node.name}/steps", [node.stride] * 2)]
+            x = g.node("Slice", [x, *every], f"{node.name}/subsample")
+            pads = g.ints(f"{node.name}/pads", [0, node.pad_before, 0, 0, 0, node.pad_after, 0, 0])
+            return g.node("Pad", [x, pads], output)
+    raise TypeError(f"no ONNX rule for node {node!r}")
 
+
+def _graph_body(g: _Graph, x: str, spec: families.GraphSpec, params: dict) -> None:
+    """A baseline family's nodes, in order; the last one writes ``logits``."""
+    shapes = families.output_shapes(spec)
+    names = {families.INPUT: x}
+    for node in spec.nodes:
+        output = OUTPUT_NAME if node.name == spec.output else node.name
+        names[node.name] = _graph_layer(g, node, [names[name] for name in node.inputs], shapes[node.inputs[0]],
+                                        params.get(node.name), output)
+
+
+def _squeezenet_body(g: _Graph, x: str, spec: NetSpec, params: dict) -> None:
+    """conv1, the Fire modules and their pools, conv10 and the global average: ``logits``."""
+    height, width, _ = spec.input_shape
     c1 = spec.conv1
     x = g.conv(x, "conv1", params["conv1"]["conv"], c1.stride, c1.padding)
     height, width = conv_out(height, c1.kernel, c1.stride, c1.padding), conv_out(width, c1.kernel, c1.stride, c1.padding)
@@ -109,14 +182,32 @@ def build_onnx(model: InferenceModel) -> onnx.ModelProto:
     x = g.node("GlobalAveragePool", [x], "avgpool10")
     g.node("Flatten", [x], OUTPUT_NAME, axis=1)
 
+
+def build_onnx(model: InferenceModel) -> onnx.ModelProto:
+    """The ONNX model of ``model`` (see the module docstring for its contract)."""
+    spec, params = model.spec, model.params
+    if spec.config.batch_norm:
+        raise ValueError("build_onnx takes a BatchNorm-free network; fold it first (dse.deploy.inference_model)")
+    channels = spec.input_shape[2]
+    g = _Graph()
+    x = g.node("Transpose", [INPUT_NAME], "to_nchw", perm=[0, 3, 1, 2])
+    x = g.node("Sub", [x, g.constant("mean", model.mean.reshape(1, channels, 1, 1))], "subtract_mean")
+    x = g.node("Div", [x, g.constant("std", model.std.reshape(1, channels, 1, 1))], "divide_std")
+    if isinstance(spec, families.GraphSpec):
+        _graph_body(g, x, spec, params)
+        name, title = spec.config.family, spec.config.family
+    else:
+        _squeezenet_body(g, x, spec, params)
+        name, title = "squeezenet", "SqueezeNet"
+
     graph = helper.make_graph(
-        g.nodes, "squeezenet",
+        g.nodes, name,
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [BATCH_DIM, *spec.input_shape])],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [BATCH_DIM, spec.conv10.filters])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [BATCH_DIM, spec.config.num_classes])],
         g.initializers,
     )
     onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="dse",
-                                   doc_string="dse SqueezeNet: images (N, H, W, C) float32 pixels in [0, 1] -> logits")
+                                   doc_string=f"dse {title}: images (N, H, W, C) float32 pixels in [0, 1] -> logits")
     helper.set_model_props(onnx_model, {
         "dse.model": json.dumps(spec.config.model_dump(mode="json"), sort_keys=True),
         "dse.mean": json.dumps(model.mean.tolist()), "dse.std": json.dumps(model.std.tolist()),
@@ -167,4 +258,4 @@ def export_model(source: str | Path, output: str | Path, fmt: str = "onnx") -> d
         raise DseError(f"{output}: cannot write: {err.strerror or err}") from None
     return {"file": str(output), "bytes": len(data), "format": fmt, "opset": OPSET,
             "input": f"{INPUT_NAME} float32 ({', '.join(map(str, [BATCH_DIM, *model.input_shape]))})",
-            "output": f"{OUTPUT_NAME} float32 ({BATCH_DIM}, {model.spec.conv10.filters})"}
+            "output": f"{OUTPUT_NAME} float32 ({BATCH_DIM}, {model.spec.config.num_classes})"}

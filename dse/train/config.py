@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dse.arch.spec import ArchConfig
-from dse.compress.config import CompressConfig
+from dse.compress.config import CompressConfig, family_problem
 from dse.data.config import DataConfig
 
 OptimizerName = Literal["sgd", "adam", "adamw"]
@@ -65,4 +65,6 @@ class TrainConfig(BaseModel):
             raise ValueError(f"optim.warmup_epochs ({self.optim.warmup_epochs}) must be less than epochs ({self.epochs})")
         if self.compress is not None and not self.checkpoint:
             raise ValueError("compress works on the run's checkpoint: it needs checkpoint: true")
+        if self.compress is not None and family_problem(self.model.family):
+            raise ValueError(f"compress: {family_problem(self.model.family)}")
         return self
