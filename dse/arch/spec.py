@@ -112,7 +112,9 @@ BASELINE_FIELDS: dict[str, frozenset[str]] = {
 # A baseline's own BatchNorm, dropout and initialiser unless the config says otherwise: BatchNorm
 # where the reference network has it (AlexNet has none); dropout before the classifier as in the
 # reference (Keras MobileNet v1 1e-3, torchvision MobileNet v2 0.2 and AlexNet 0.5 before fc6 and
-# fc7; ShuffleNet v2 and the CIFAR ResNet none); He initialisation (He et al. 2015), as they use.
+# fc7; ShuffleNet v2 and the CIFAR ResNet none); He initialisation (He et al. 2015) for all, as the
+# CIFAR ResNet and torchvision's MobileNet v2 use (torchvision's AlexNet and ShuffleNet v2 keep
+# PyTorch's default, a sixth of its variance; init: caffe is the nearer, a half).
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "mobilenet_v1": {"batch_norm": True, "dropout": 0.001, "init": "torchvision"},
     "mobilenet_v2": {"batch_norm": True, "dropout": 0.2, "init": "torchvision"},
