@@ -148,8 +148,9 @@ def test_export_writes_tables_that_round_trip(results, tmp_path):
 
 def test_draw_all_saves_png_and_svg_of_figures_chosen_from_the_sweep(results, tmp_path):
     figures = dr.figures(results)
-    assert set(figures) == {
-        "sweep_model_sr", "compare_model_bypass", "pareto_size", "pareto_macs", "learning_curves", "importance"}
+    assert set(figures) == {  # the stub measures latency, so its trials get a front against it too
+        "sweep_model_sr", "compare_model_bypass", "pareto_size", "pareto_macs", "pareto_latency", "learning_curves",
+        "importance"}
     for fig in figures.values():
         assert fig.get_suptitle() and "fashion_mnist, 4 epochs" in fig.get_supxlabel()
         assert fig.axes[0].get_xlabel() and all(ax.get_ylabel() for ax in fig.axes)  # twin axes share the x label
@@ -165,7 +166,7 @@ def test_draw_all_saves_png_and_svg_of_figures_chosen_from_the_sweep(results, tm
 def test_one_parameter_sweep_gets_no_pareto_but_says_why_there_is_no_importance(root):
     results = dr.load(root / "bypass")
     assert set(dr.figures(results)) == {"compare_model_bypass", "tradeoff_model_bypass", "pareto_size", "pareto_macs",
-                                      "learning_curves"}
+                                      "pareto_latency", "learning_curves"}
     text = [t.get_text() for t in dr.importance(results.trials).axes[0].texts]
     assert text == ["not computed: parameter importance needs 2 or more varied parameters; this sweep varies 1"]
     table = dr.table(dr.aggregate(results.trials), "model.bypass")
@@ -217,6 +218,26 @@ def test_pool_placements_and_linked_groups_are_compared_by_readable_labels_and_t
     assert pairs[["n_a", "n_b"]].to_numpy().tolist() == [[2, 2], [2, 2]]
     with pytest.raises(dr.ResultsError, match='model={"num_fires": 6}: no completed trial'):
         dr.compare_pairs(depth.trials, "model", [({"num_fires": 6}, groups[1])])
+
+
+def test_other_families_trained_beside_a_sweep_are_reference_markers_on_its_pareto_plots(tmp_path):
+    """A baselines sweep on the same dataset puts its non-SqueezeNet points, labelled as papers name
+    them, on every Pareto plot of its neighbours; its own SqueezeNet points are not references."""
+    groups = [{"family": "resnet", "depth": 20}, {"family": "mobilenet_v1", "width_multiplier": 0.5}, {"sr": 0.25}]
+    build_sweep(tmp_path, "baselines", space={"model": groups}, repeats=1, pruned=0, max_size_mb=None,
+                base={"model": {"preset": "squeezenet_small", "batch_norm": True}})
+    mine = dr.load(build_sweep(tmp_path, "sr_bypass"))
+    references = dr.reference_points(mine)
+    assert sorted(references["label"]) == ["MobileNet v1 0.5x", "ResNet-20"]
+    assert (references["model_size_mb"] > 0).all() and references["val_top1"].notna().all()
+    for stem in ("pareto_size", "pareto_macs", "pareto_latency"):
+        axis = dr.figures(mine)[stem].axes[0]
+        assert "other families (2)" in [t.get_text() for t in axis.get_legend().get_texts()], stem
+        assert {"ResNet-20", "MobileNet v1 0.5x"} <= {t.get_text() for t in axis.texts}, stem
+    cifar = tmp_path / "cifar"  # baselines trained on another dataset are no reference for this one
+    build_sweep(cifar, "baselines", space={"model": groups}, repeats=1, pruned=0, max_size_mb=None,
+                base={"model": {"preset": "squeezenet_small", "batch_norm": True}, "data": {"dataset": "cifar10"}})
+    assert dr.reference_points(dr.load(build_sweep(cifar, "sr_bypass"))).empty
 
 
 def test_a_sweep_that_has_only_started_still_draws(tmp_path):

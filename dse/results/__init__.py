@@ -25,7 +25,18 @@ from dse.results.analysis import (
     short_label,
     swept_params,
 )
-from dse.results.frames import SweepResults, describe, export, frames_from_study, list_sweeps, load, load_many
+from dse.results.frames import (
+    SweepResults,
+    baseline_points,
+    describe,
+    export,
+    family_label,
+    frames_from_study,
+    list_sweeps,
+    load,
+    load_many,
+    reference_points,
+)
 from dse.results.metrics import METRICS, Metric, metric
 from dse.results.plots import (
     draw_all,
@@ -42,10 +53,10 @@ from dse.results.plots import (
 )
 
 __all__ = [
-    "METRICS", "Metric", "ResultsError", "SweepResults", "accuracy_metric", "aggregate", "best",
-    "compare_pairs", "compare_to_baseline", "describe", "difference_interval", "draw_all", "export", "figures",
+    "METRICS", "Metric", "ResultsError", "SweepResults", "accuracy_metric", "aggregate", "baseline_points", "best",
+    "compare_pairs", "compare_to_baseline", "describe", "difference_interval", "draw_all", "export", "family_label", "figures",
     "frames_from_study", "hypervolume",
     "importance", "learning_curves", "list_sweeps", "load", "load_many", "macro_comparison", "metaparameter_sweep", "metric",
-    "overview", "paper", "paper_comparison", "param_importance", "pareto", "pareto_front", "short_label",
+    "overview", "paper", "paper_comparison", "param_importance", "pareto", "pareto_front", "reference_points", "short_label",
     "swept_params", "table", "tradeoff", "trial_curves",
 ]

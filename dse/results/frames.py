@@ -325,3 +325,55 @@ def export(results: SweepResults, directory: str | Path | None = None) -> list[P
     written.append(layout.summary)
     summary.to_csv(written[-1], index=False)
     return written
+
+
+# --------------------------------------------------------------------------- baselines beside a sweep
+
+FAMILY_NAMES = {"mobilenet_v1": "MobileNet v1", "mobilenet_v2": "MobileNet v2", "shufflenet_v2": "ShuffleNet v2",
+                "resnet": "ResNet", "alexnet": "AlexNet", "squeezenet": "SqueezeNet"}
+
+
+def family_label(row: Mapping[str, Any]) -> str:
+    """A baseline's name as papers write it, from its trial row's config columns.
+
+    >>> family_label({"config.family": "resnet", "config.depth": 20})
+    'ResNet-20'
+    >>> family_label({"config.family": "mobilenet_v2", "config.width_multiplier": 0.35})
+    'MobileNet v2 0.35x'
+    """
+    family = row.get("config.family") or "squeezenet"
+    name = FAMILY_NAMES.get(family, family)
+    if family == "resnet":
+        return f"{name}-{int(row['config.depth'])}"
+    width = row.get("config.width_multiplier")
+    return name if width is None or pd.isna(width) else f"{name} {width:g}x"
+
+
+def baseline_points(trials: pd.DataFrame) -> pd.DataFrame:
+    """The completed trials of other families than SqueezeNet, each with its ``label``."""
+    if "config.family" not in trials:
+        return trials.iloc[0:0].assign(label=pd.Series(dtype=str))
+    done = trials[(trials["state"] == "COMPLETE") & trials["config.family"].notna()
+                  & (trials["config.family"] != "squeezenet")]
+    return done.assign(label=[family_label(row) for _, row in done.iterrows()])
+
+
+def reference_points(results: SweepResults) -> pd.DataFrame:
+    """Baselines trained by the other sweeps in the same results folder on the same dataset (for
+    example ``sweeps/baselines.yaml``): the reference markers of this sweep's Pareto plots.
+
+    Only sweeps whose file mentions ``family`` are loaded, so plotting stays fast beside many sweeps."""
+    dataset = (results.sweep.get("base", {}).get("data") or {}).get("dataset")
+    found = []
+    for sweep_file in sorted(results.directory.parent.glob(f"*/{SweepLayout(results.directory).sweep_file.name}")):
+        directory = sweep_file.parent
+        if directory.resolve() == results.directory.resolve() or "family" not in sweep_file.read_text(errors="replace"):
+            continue
+        other = read_yaml(sweep_file) or {}
+        if (other.get("base", {}).get("data") or {}).get("dataset") != dataset:
+            continue
+        try:
+            found.append(baseline_points(load(directory).trials))
+        except (DseError, ResultsError):
+            continue  # an unreadable neighbour does not stop this sweep's plots
+    return pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=["label"])

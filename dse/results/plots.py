@@ -34,7 +34,7 @@ from dse.results.analysis import (
     short_label,
     swept_params,
 )
-from dse.results.frames import SweepResults, describe, frames_from_study
+from dse.results.frames import SweepResults, describe, frames_from_study, reference_points
 from dse.results.metrics import metric, param_label
 
 # A numeric parameter with at most this many values gets a Figure 3-style sweep plot.
@@ -169,12 +169,14 @@ def table(agg: pd.DataFrame, param: str | None = None, metrics: Sequence[str] = 
 
 
 def pareto(trials: pd.DataFrame, x: str = "model_size_mb", y: str | None = None, *, label_params: Sequence[str] | None = None,
-           caption: str | None = None) -> Figure:
+           caption: str | None = None, references: pd.DataFrame | None = None) -> Figure:
     """Every trial faded, the Pareto front of ``y`` vs ``x`` highlighted, connected and labelled.
 
     ``y`` defaults to the sweep's accuracy. Goals come from :mod:`~dse.results.metrics`
     (accuracy up, size and MACs down). Front points are labelled with their
-    metaparameters (``label_params``, default the swept ones).
+    metaparameters (``label_params``, default the swept ones). ``references`` (rows with
+    ``x``, ``y`` and a ``label``, e.g. :func:`~dse.results.frames.reference_points`) are
+    drawn as labelled black crosses, outside the front.
     """
     y = y or accuracy_metric(trials)
     xm, ym = metric(x), metric(y)
@@ -202,6 +204,7 @@ def pareto(trials: pd.DataFrame, x: str = "model_size_mb", y: str | None = None,
         ax.annotate("\n".join(dict.fromkeys(texts)), point, textcoords="offset points", fontsize="x-small",
                     xytext=(-4 if leftwards else 4, -8 if below else 8), va="top" if below else "bottom",
                     ha="right" if leftwards else "left")
+    _references(ax, references, x, y)
     ax.set_xlabel(xm.axis_label)
     ax.set_ylabel(ym.axis_label)
     if shown.empty:
@@ -213,6 +216,19 @@ def pareto(trials: pd.DataFrame, x: str = "model_size_mb", y: str | None = None,
         names.append(f"not shown: {len(trials) - len(shown)} without {y} or {x}")
     ax.legend(handles, names, fontsize="small", loc="lower right")
     return fig
+
+
+def _references(ax: Axes, references: pd.DataFrame | None, x: str, y: str) -> None:
+    """Other families' trained points as labelled reference markers (one legend entry)."""
+    if references is None or x not in references or y not in references:
+        return
+    points = references[references[x].notna() & references[y].notna()]
+    if points.empty:
+        return
+    xs, ys = points[x].astype(float) * metric(x).scale, points[y].astype(float) * metric(y).scale
+    ax.scatter(xs, ys, marker="X", color="black", s=36, zorder=3, label=f"other families ({len(points)})")
+    for label, px, py in zip(points["label"], xs, ys, strict=True):
+        ax.annotate(label, (px, py), textcoords="offset points", xytext=(4, 4), fontsize="x-small", color="0.15")
 
 
 def _float32_beside(ax: Axes, front: pd.DataFrame, fx: pd.Series, fy: pd.Series, float32_y: str, x_scale: float) -> None:
@@ -352,13 +368,15 @@ def _interval_columns(comparison: pd.DataFrame) -> tuple[str, str]:
     return low, low.removesuffix(" low") + " high"
 
 
-def figures(results: SweepResults) -> dict[str, Figure]:
+def figures(results: SweepResults, references: pd.DataFrame | None = None) -> dict[str, Figure]:
     """The figures that fit what the sweep varied, by file stem.
 
     A numeric parameter with few values gets a sweep plot (Figure 3 kind), a categorical
     one a variant comparison (Table 3 kind); two or more objectives or swept parameters
-    add Pareto fronts of accuracy vs size and vs MACs; learning curves always; parameter
-    importance when it can be computed.
+    add Pareto fronts of accuracy vs size and vs MACs (and vs ONNX Runtime latency when
+    measured), with ``references`` (default: the other families trained by the sweeps
+    beside this one on its dataset, :func:`~dse.results.frames.reference_points`) as
+    labelled markers; learning curves always; parameter importance when it can be computed.
     """
     trials, params = results.trials, swept_params(results.trials)
     caption = trials.attrs.get("caption") or describe(results.sweep)
@@ -382,10 +400,13 @@ def figures(results: SweepResults) -> dict[str, Figure]:
             if len(params) == 1:  # where the variants land against their cost
                 drawn[f"tradeoff_{slug}"] = tradeoff(agg, param, cost, accuracy, caption=caption)
     if len(results.objectives) >= 2 or len(params) >= 2:
+        references = reference_points(results) if references is None else references
         if cost == "model_size_mb":  # one size for all: a front against it would be a single column
-            drawn["pareto_size"] = pareto(trials, "model_size_mb", accuracy, caption=caption)
+            drawn["pareto_size"] = pareto(trials, "model_size_mb", accuracy, caption=caption, references=references)
         if trials["macs"].notna().any():
-            drawn["pareto_macs"] = pareto(trials, "macs", accuracy, caption=caption)
+            drawn["pareto_macs"] = pareto(trials, "macs", accuracy, caption=caption, references=references)
+        if "latency_ms" in trials and trials["latency_ms"].notna().any():
+            drawn["pareto_latency"] = pareto(trials, "latency_ms", accuracy, caption=caption, references=references)
         compressed_accuracy = f"{accuracy.removesuffix('_compressed')}_compressed"
         if "compressed_bytes" in trials and trials["compressed_bytes"].notna().any() and compressed_accuracy in trials:
             drawn["pareto_compressed"] = pareto(trials, "compressed_bytes", compressed_accuracy, caption=caption)
