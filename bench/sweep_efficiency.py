@@ -51,8 +51,8 @@ def sweep_file(arm: str, seed: int, args: argparse.Namespace, directory: Path) -
     sweep["base"].update(epochs=args.epochs, max_steps_per_epoch=args.steps_per_epoch)
     sweep["sampler"] = {"name": "nsga2", "seed": seed, "population_size": args.population}
     sweep["budget"] = {"wall_clock_minutes": args.minutes}
-    if arm == "asha":
-        sweep["pruner"] = {"name": "asha", "min_epochs": 1, "reduction_factor": args.reduction_factor}
+    sweep["pruner"] = ({"name": "asha", "min_epochs": 1, "reduction_factor": args.reduction_factor} if arm == "asha"
+                       else {"name": "none"})
     path = directory / f"{sweep['name']}.yaml"
     path.write_text(yaml.safe_dump(sweep, sort_keys=False))
     return path
@@ -79,23 +79,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reduction-factor", type=int, default=3)
     parser.add_argument("--population", type=int, default=8, help="NSGA-II population size")
     parser.add_argument("--results-root", type=Path, default=None, help="default: a temporary folder")
+    parser.add_argument("--existing", action="append", default=[], metavar="ARM:SEED=DIR",
+                        help="summarize this finished sweep folder as that arm and seed instead of running it "
+                             "(e.g. asha:0=results/pareto, the committed run of sweeps/pareto.yaml, whose settings "
+                             "are this bench's asha arm with seed 0)")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "sweep_efficiency.md")
     args = parser.parse_args(argv)
 
     root = args.results_root or Path(tempfile.mkdtemp(prefix="dse_efficiency_"))
+    existing = {tuple(key.split(":")): Path(directory) for key, directory in (e.split("=", 1) for e in args.existing)}
     rows = []
     for seed in args.seeds:
         for arm in ARMS:
-            path = sweep_file(arm, seed, args, root)
-            t0 = time.perf_counter()
-            run_sweep(path, workers=args.workers, results_root=root)
-            row = {"seed": seed, "arm": arm, **summarize(dr.load(path.stem, results_root=root)),
-                   "wall s": round(time.perf_counter() - t0)}
+            if (arm, str(seed)) in existing:
+                results = dr.load(existing[arm, str(seed)])
+                trials = results.trials
+                wall = (trials["datetime_complete"].max() - trials["datetime_start"].min()).total_seconds()
+                row = {"seed": seed, "arm": arm, **summarize(results), "wall s": round(wall),
+                       "from": str(existing[arm, str(seed)])}
+            else:
+                path = sweep_file(arm, seed, args, root)
+                t0 = time.perf_counter()
+                run_sweep(path, workers=args.workers, results_root=root)
+                row = {"seed": seed, "arm": arm, **summarize(dr.load(path.stem, results_root=root)),
+                       "wall s": round(time.perf_counter() - t0)}
             rows.append(row)
             print(row, flush=True)
-    lines = ["| seed | arm | started | trained to the end | infeasible | hypervolume | wall s |", "|---|---|---|---|---|---|---|"]
+    lines = ["| seed | arm | started | trained to the end | infeasible | hypervolume | wall s | run |",
+             "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['seed']} | {r['arm']} | {r['started']} | {r['trained to the end']} | "
-              f"{r['infeasible (never trained)']} | {r['hypervolume']:.4f} | {r['wall s']} |" for r in rows]
+              f"{r['infeasible (never trained)']} | {r['hypervolume']:.4f} | {r['wall s']} | {r.get('from', 'this bench')} |"
+              for r in rows]
     for seed in args.seeds:
         full, asha = (next(r for r in rows if r["seed"] == seed and r["arm"] == arm) for arm in ARMS)
         ratio = asha["started"] / max(1, full["started"])
