@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"hypervolume {asha['hypervolume']:.4f} vs {full['hypervolume']:.4f}")
     command = "python bench/sweep_efficiency.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = (f"# Sweep efficiency: NSGA-II with and without multi-objective ASHA\n\n`{command.strip()}`; "
-            f"hypervolume of test top-1 vs float32 MB, reference point {REFERENCE}; results in {root}\n\n"
+            f"hypervolume of test top-1 vs float32 MB, reference point {REFERENCE}"
+            + (f"; runs made here are in {root}" if len(existing) < len(rows) else "") + "\n\n"
             + "\n".join(lines) + "\n")
     args.output.write_text(text)
     print(text)

@@ -19,6 +19,7 @@ import pandas as pd
 from dse.contract import OVERVIEW_METRICS, loaded_param, stored_param
 from dse.errors import DseError
 from dse.results.metrics import ACCURACIES, METRICS, SHORT_NAMES, metric
+from dse.sweep.asha import dominance
 
 MIN_TRIALS_FOR_IMPORTANCE = 8
 
@@ -193,10 +194,8 @@ def pareto_front(trials: pd.DataFrame, objectives: Any) -> pd.Series:
     if "feasible" in trials:  # completed outside a constraint checked after training (say, compressed bytes)
         candidates &= trials["feasible"].astype("boolean").fillna(True).astype(bool)
     signs = np.array([1.0 if goal == "maximize" else -1.0 for _, goal in goals])
-    points = trials.loc[candidates, names].to_numpy(float) * signs  # larger is better on every axis
-    at_least = (points[:, None, :] >= points[None, :, :]).all(axis=2)  # [q, p]: q >= p everywhere
-    better = (points[:, None, :] > points[None, :, :]).any(axis=2)  # [q, p]: q > p somewhere
-    dominated = (at_least & better).any(axis=0)
+    points = trials.loc[candidates, names].to_numpy(float) * -signs  # smaller is better on every axis
+    dominated = dominance(points).any(axis=0)
     mask = pd.Series(False, index=trials.index, name="pareto")
     mask[candidates[candidates].index] = ~dominated
     return mask
