@@ -342,3 +342,24 @@ sampler: {{name: grid, seed: 0}}
                        r"after conv1 \(round\(f \* num_fires=4\) = 0\)") as err:
         load_sweep(path)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("shape, padding", [((2, 13, 13, 3), ((0, 0), (0, 0))), ((2, 14, 14, 3), ((0, 1), (0, 1))),
+                                            ((2, 8, 8, 3), ((1, 1), (1, 1)))])
+def test_max_pool_gradient_equals_select_and_scatter_ties_included(shape, padding):
+    """dse's pool backward (a sum of strided pads, fast on XLA:CPU) gives what reduce_window's own
+    gradient gives, including ReLU's ties at zero (the first maximum of a window takes it all)."""
+    import flax.linen as nn
+
+    from dse.arch.pooling import max_pool
+
+    x = jax.nn.relu(jax.random.normal(jax.random.key(0), shape))  # about half the cells tie at 0
+    weights = jax.random.normal(jax.random.key(1), (shape[-1],))
+
+    def loss(pool):
+        return lambda v: jnp.sum(jnp.sin(pool(v)) * weights)
+
+    reference = loss(lambda v: nn.max_pool(v, (3, 3), strides=(2, 2), padding=padding))
+    ours = loss(lambda v: max_pool(v, 3, 2, padding))
+    assert jnp.allclose(reference(x), ours(x))
+    assert jnp.array_equal(jax.grad(reference)(x), jax.grad(ours)(x))

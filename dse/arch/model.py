@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from dse.arch import families
+from dse.arch.pooling import max_pool
 from dse.arch.spec import ConvSpec, FireSpec, NetSpec
 
 # Caffe's XavierFiller (the official release) draws U(-a, a) with a = sqrt(3 / fan_in);
@@ -31,7 +32,7 @@ def max_pool_ceil(x: jax.Array) -> jax.Array:
     for size in x.shape[1:3]:
         out = -(-(size - 3) // 2) + 1
         pads.append((0, (out - 1) * 2 + 3 - size))
-    return nn.max_pool(x, (3, 3), strides=(2, 2), padding=pads)
+    return max_pool(x, 3, 2, tuple(pads))
 
 
 class ConvBlock(nn.Module):
@@ -141,8 +142,7 @@ class GraphNet(nn.Module):
                 x = nn.Dense(node.features, kernel_init=init, name=node.name)(x.reshape(x.shape[0], -1))
                 return ACTIVATIONS[node.activation](x)  # (N, features): the logits when it is the last node
             case families.MaxPool():
-                pad = ((node.padding, node.padding),) * 2
-                return nn.max_pool(x, (node.kernel, node.kernel), strides=(node.stride, node.stride), padding=pad)
+                return max_pool(x, node.kernel, node.stride, ((node.padding, node.padding),) * 2)
             case families.GlobalAvgPool():
                 return jnp.mean(x, axis=(1, 2), keepdims=True)
             case families.Add():

@@ -7,6 +7,7 @@ storage and reports progress; when the workers are done it exports tables and pl
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -78,6 +79,24 @@ def worker_command(sweep_file: Path, results_root: Path, url: str | None, index:
     return command
 
 
+def core_shares(workers: int, cores: list[int] | None = None) -> list[set[int]] | None:
+    """One disjoint set of cores per local worker (round-robin single cores when there are more
+    workers than cores), or None for a single worker, which keeps every core.
+
+    XLA sizes a process's thread pool from the cores it may run on, so a pinned worker gets
+    a pool of its share; unpinned, N workers would each start a pool as large as the machine
+    and preempt each other (``bench/worker_split.py`` measures the splits).
+
+    >>> core_shares(2, [0, 1]), core_shares(2, [0, 1, 2, 3]), core_shares(3, [0, 1])
+    ([{0}, {1}], [{0, 1}, {2, 3}], [{0}, {1}, {0}])
+    """
+    cores = sorted(os.sched_getaffinity(0)) if cores is None else cores
+    if workers < 2:
+        return None
+    per = max(1, len(cores) // workers)
+    return [set(cores[(i * per) % len(cores):(i * per) % len(cores) + per]) for i in range(workers)]
+
+
 def run_sweep(sweep_file: Path, *, workers: int = 1, url: str | None = None, trials: int | None = None,
               results_root: Path = Path("results"), on_progress: Callable[[Progress], None] | None = None) -> optuna.Study:
     """Create or resume the sweep's study and run ``workers`` local worker processes to the end."""
@@ -92,10 +111,12 @@ def run_sweep(sweep_file: Path, *, workers: int = 1, url: str | None = None, tri
     started, done_before = time.time(), counted_trials(study)
     layout.logs.mkdir(exist_ok=True)
     processes = []
+    shares = core_shares(workers)
     for index in range(workers):
         log = layout.worker_log(index).open("a")
+        pin = functools.partial(os.sched_setaffinity, 0, shares[index]) if shares else None
         processes.append(subprocess.Popen(worker_command(sweep_file, results_root, url, index, trials),
-                                          stdout=log, stderr=subprocess.STDOUT))
+                                          stdout=log, stderr=subprocess.STDOUT, preexec_fn=pin))
     try:
         while any(p.poll() is None for p in processes):
             if on_progress:
