@@ -135,21 +135,26 @@ def realistic_variables(cfg: ArchConfig, forward, images: np.ndarray, seed: int 
     return variables
 
 
+SLOW = pytest.mark.slow  # the fast tier keeps one case per graph feature: odd maps and pads, a padded pool, BatchNorm
 ONNX_CASES = [
-    ("mobilenet_v1", {**SMALL, "width_multiplier": 0.5}),
+    pytest.param("mobilenet_v1", {**SMALL, "width_multiplier": 0.5}, marks=SLOW),
     ("mobilenet_v1", {"input_shape": (64, 64, 3), "num_classes": 7, "width_multiplier": 0.25}),  # ImageNet layout: 2x2 at the end
-    ("mobilenet_v2", {**SMALL, "width_multiplier": 0.5}),
-    ("shufflenet_v2", {**SMALL, "width_multiplier": 0.5}),
+    pytest.param("mobilenet_v2", {**SMALL, "width_multiplier": 0.5}, marks=SLOW),
+    pytest.param("shufflenet_v2", {**SMALL, "width_multiplier": 0.5}, marks=SLOW),
     ("shufflenet_v2", {"input_shape": (45, 45, 3), "num_classes": 7, "width_multiplier": 0.5}),  # padded max pool, odd maps
-    ("resnet", {**SMALL, "depth": 8}),
+    pytest.param("resnet", {**SMALL, "depth": 8}, marks=SLOW),
     ("resnet", {"input_shape": (13, 13, 2), "num_classes": 5, "depth": 14, "width_multiplier": 0.75}),  # odd maps, odd pads
-    ("alexnet", {**SMALL, "width_multiplier": 0.25}),  # no BatchNorm: fc6 reads a 2x2 map
+    pytest.param("alexnet", {**SMALL, "width_multiplier": 0.25}, marks=SLOW),  # no BatchNorm: fc6 reads a 2x2 map
     ("alexnet", {**SMALL, "width_multiplier": 0.25, "batch_norm": True}),
 ]
 
 
-@pytest.mark.parametrize("family, settings", ONNX_CASES, ids=[f"{f}-{s['input_shape'][0]}px-{'bn' if s.get('batch_norm') else ''}"
-                                                               for f, s in ONNX_CASES])
+def _case_id(case) -> str:
+    family, settings = case.values if hasattr(case, "values") else case
+    return f"{family}-{settings['input_shape'][0]}px-{'bn' if settings.get('batch_norm') else ''}"
+
+
+@pytest.mark.parametrize("family, settings", ONNX_CASES, ids=[_case_id(c) for c in ONNX_CASES])
 def test_onnx_gives_the_flax_models_logits(family, settings):
     cfg = ArchConfig(family=family, **settings)
     channels = cfg.input_shape[2]

@@ -220,6 +220,7 @@ def test_pool_placements_and_linked_groups_are_compared_by_readable_labels_and_t
         dr.compare_pairs(depth.trials, "model", [({"num_fires": 6}, groups[1])])
 
 
+@pytest.mark.slow
 def test_other_families_trained_beside_a_sweep_are_reference_markers_on_its_pareto_plots(tmp_path):
     """A baselines sweep on the same dataset puts its non-SqueezeNet points, labelled as papers name
     them, on every Pareto plot of its neighbours; its own SqueezeNet points are not references."""
