@@ -158,8 +158,10 @@ def test_spec_and_flax_parameter_counts_agree_over_random_candidates():
 @pytest.mark.parametrize(
     "cfg",
     [
-        ArchConfig.preset("squeezenet1_0", num_classes=10, input_shape=(64, 64, 3)),
-        ArchConfig.preset("squeezenet1_1", num_classes=10, input_shape=(64, 64, 3), bypass="simple"),
+        # the small stem in the fast tier (the sweeps' network), the ImageNet stems in the slow one
+        pytest.param(ArchConfig.preset("squeezenet1_0", num_classes=10, input_shape=(64, 64, 3)), marks=pytest.mark.slow),
+        pytest.param(ArchConfig.preset("squeezenet1_1", num_classes=10, input_shape=(64, 64, 3), bypass="simple"),
+                     marks=pytest.mark.slow),
         ArchConfig.preset("squeezenet_small", bypass="complex", batch_norm=True),
     ],
     ids=["v1.0", "v1.1-simple", "small-complex-bn"],
@@ -344,8 +346,11 @@ sampler: {{name: grid, seed: 0}}
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("shape, padding", [((2, 13, 13, 3), ((0, 0), (0, 0))), ((2, 14, 14, 3), ((0, 1), (0, 1))),
-                                            ((2, 8, 8, 3), ((1, 1), (1, 1)))])
+@pytest.mark.parametrize("shape, padding", [
+    pytest.param((2, 13, 13, 3), ((0, 0), (0, 0)), marks=pytest.mark.slow),
+    ((2, 14, 14, 3), ((0, 1), (0, 1))),  # SqueezeNet's ceil rounding: the fast tier's case
+    pytest.param((2, 8, 8, 3), ((1, 1), (1, 1)), marks=pytest.mark.slow),  # ShuffleNet's padded pool
+])
 def test_max_pool_gradient_equals_select_and_scatter_ties_included(shape, padding):
     """dse's pool backward (a sum of strided pads, fast on XLA:CPU) gives what reduce_window's own
     gradient gives, including ReLU's ties at zero (the first maximum of a window takes it all)."""

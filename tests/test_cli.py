@@ -115,6 +115,7 @@ def test_the_crash_log_goes_to_the_run_folder(monkeypatch, tmp_path):
     assert "ValueError: boom" in (tmp_path / "run" / "crash.log").read_text()
 
 
+@pytest.mark.slow  # trains a small run first (11 s)
 def test_compress_and_evaluate_bad_input_is_one_line_exit_2(tmp_path):
     run = tmp_path / "run"
     run.mkdir()

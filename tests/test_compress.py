@@ -326,6 +326,7 @@ def test_folding_batch_norm_is_exact(bn_model, images):
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 @requires_fashion_mnist
 def test_masked_training_keeps_sparsity_exactly(bn_model, images):
     model, variables = bn_model
