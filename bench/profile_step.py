@@ -36,11 +36,10 @@ from pathlib import Path
 
 
 def parse_args() -> argparse.Namespace:
+    from trainer_throughput import add_network_args
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="squeezenet_small")
-    parser.add_argument("--input", default="28,28,1", help="H,W,C")
-    parser.add_argument("--num-classes", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=128)
+    add_network_args(parser)
     parser.add_argument("--steps", type=int, default=20, help="profiled steps per framework")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--cores", type=int, default=1, help="cores the process may use (one thread per core)")
@@ -303,16 +302,15 @@ def table(jax_ms: dict[str, float], jax_wall: float, transfer: float, torch_ms: 
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
     args = parse_args()
     limit_cores(args.cores)
-    sys.path.insert(0, str(Path(__file__).parent))
-    import yaml
+    from trainer_throughput import build_spec
 
-    from dse.arch import ArchConfig, expand, summarize
+    from dse.arch import summarize
 
-    fields = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.overrides)}
-    shape = tuple(int(v) for v in args.input.split(","))
-    spec = expand(ArchConfig.preset(args.preset, input_shape=shape, num_classes=args.num_classes, **fields))
+    spec = build_spec(args)
+    shape = spec.input_shape
     summary = summarize(spec)
     jax_ms, jax_wall, transfer = profile_jax(spec, args)
     torch_ms, torch_wall = profile_torch(spec, args)

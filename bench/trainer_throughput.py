@@ -19,12 +19,17 @@ import os
 import time
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_network_args(parser: argparse.ArgumentParser) -> None:
+    """The network and batch options every trainer benchmark takes (``build_spec`` reads them)."""
     parser.add_argument("--preset", default="squeezenet_small")
     parser.add_argument("--input", default="28,28,1", help="H,W,C")
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--batch", type=int, default=128)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_network_args(parser)
     parser.add_argument("--steps", type=int, default=30, help="timed steps per framework")
     parser.add_argument("--warmup", type=int, default=3)
     # XLA:CPU uses every core the process may run on; PyTorch gets the same count.
