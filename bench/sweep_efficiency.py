@@ -7,7 +7,8 @@ wall-clock budget and the same local workers:
 - ``full``: every candidate trains for all its epochs (what Optuna offers for several
   objectives: its pruners handle one);
 - ``asha``: the same sampler with ``pruner: asha`` (dse's multi-objective successive
-  halving), which stops candidates outside the top 1/reduction_factor at each rung.
+  halving), which pauses candidates outside the top 1/reduction_factor at each rung and
+  promotes paused ones as they enter it.
 
 Printed per run: candidates started (trained at least one step), candidates trained to
 the end, and the hypervolume of the final front of test top-1 against float32 size over
@@ -33,6 +34,7 @@ import yaml
 
 import dse.results as dr
 from dse.contract import TrialStatus
+from dse.sweep.asha import PROMOTED_FROM
 from dse.sweep.runner import run_sweep
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,9 +62,11 @@ def sweep_file(arm: str, seed: int, args: argparse.Namespace, directory: Path) -
 
 def summarize(results: dr.SweepResults) -> dict:
     trials = results.trials
-    trained = trials["status"].isin([TrialStatus.COMPLETED, TrialStatus.PRUNED, TrialStatus.DIVERGED])
+    trained = trials["status"].isin([TrialStatus.COMPLETED, TrialStatus.PRUNED, TrialStatus.PROMOTED, TrialStatus.DIVERGED])
+    # A promotion continues a candidate that already started: each candidate counts once.
+    first_trial = trials[PROMOTED_FROM].isna() if PROMOTED_FROM in trials else True
     return {
-        "started": int(trained.sum()),
+        "started": int((trained & first_trial).sum()),
         "trained to the end": int((trials["status"] == TrialStatus.COMPLETED).sum()),
         "infeasible (never trained)": int((trials["status"] == TrialStatus.INFEASIBLE).sum()),
         "hypervolume": dr.hypervolume(trials, OBJECTIVES, REFERENCE),

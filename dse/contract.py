@@ -129,6 +129,8 @@ class TrialStatus(StrEnum):
 
     COMPLETED = "completed"
     PRUNED = "pruned"  # stopped early by the pruner
+    PROMOTED = "promoted"  # paused by ASHA at a rung, then continued by a later trial (its promoted_from)
+    DUPLICATE = "duplicate"  # a second promotion of one paused trial (two workers at once): never trained
     DIVERGED = "diverged"  # NaN/inf loss
     INFEASIBLE = "infeasible"  # outside a constraint, never trained
     INVALID = "invalid"  # a config the trainer rejected (a DseError)

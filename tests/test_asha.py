@@ -15,8 +15,18 @@ import yaml
 from results_fixture import BASE, StubTrainer, _fake_splits, history
 
 from dse.errors import ConfigError
+from dse.results.frames import frames_from_study
 from dse.sweep import worker as worker_module
-from dse.sweep.asha import STOPPED_AT, crowding_distances, pareto_fronts, positions, rung_attr
+from dse.sweep.asha import (
+    PROMOTED_FROM,
+    PROMOTION,
+    STOPPED_AT,
+    crowding_distances,
+    pareto_fronts,
+    positions,
+    promoted_trials,
+    rung_attr,
+)
 from dse.sweep.config import load_sweep
 from dse.sweep.study import open_study
 from dse.sweep.worker import Worker
@@ -96,10 +106,11 @@ class Killed(BaseException):
 
 class CheckpointingStub:
     """The fixture's stub trainer plus checkpoints: a run resumes from the epochs it trained before
-    (reported to ``on_start``, as the real trainer does), and ``victim`` dies once after ``die_after``."""
+    (reported to ``on_start``, as the real trainer does), and ``victim`` dies once after ``die_after``.
+    ``trained`` lists, per run, the epochs it really trained (not replayed from a checkpoint)."""
 
     def __init__(self, victim: tuple | None = None, die_after: int = 0, epoch_s: float = 0.0):
-        self.stub, self.checkpoints = StubTrainer(prune=set()), {}
+        self.stub, self.checkpoints, self.trained = StubTrainer(prune=set()), {}, {}
         self.victim, self.die_after, self.epoch_s = victim, die_after, epoch_s
 
     def __call__(self, cfg, workdir, *, hooks=None, splits=None):
@@ -112,6 +123,7 @@ class CheckpointingStub:
             if record["epoch"] <= len(done):
                 return  # restored from the checkpoint, not trained again
             time.sleep(self.epoch_s)
+            self.trained.setdefault(workdir, []).append(record["epoch"])
             self.checkpoints[workdir] = [*self.checkpoints.get(workdir, []), record]  # saved before the hook, as the trainer does
             hooks.on_epoch(record)
             if (cfg.model.sr, cfg.model.bypass) == self.victim and record["epoch"] == self.die_after:
@@ -119,6 +131,11 @@ class CheckpointingStub:
                 raise Killed
 
         return self.stub(cfg, workdir, hooks=worker_module.Hooks(on_start=on_start, on_epoch=on_epoch), splits=splits)
+
+    def check_never_retrained(self) -> None:
+        """Each run trained each epoch once: promotions and retries resumed its checkpoint."""
+        for run, epochs in self.trained.items():
+            assert epochs == list(range(1, len(epochs) + 1)), (run, epochs)
 
 
 def run_workers(path: Path, trainer, workers: int = 1, trials: int | None = None, ran: list | None = None) -> optuna.Study:
@@ -153,9 +170,17 @@ def candidate(trial) -> tuple:
 
 
 def decisions(study) -> dict[tuple, str]:
-    """Each candidate's fate: ``completed`` or the rung reason it was stopped with."""
-    return {candidate(t): t.user_attrs["reason"] if t.state == optuna.trial.TrialState.PRUNED else t.user_attrs["status"]
-            for t in study.trials if t.state != optuna.trial.TrialState.FAIL}
+    """Each candidate's fate, from its last trial: ``completed`` or the rung reason it paused with."""
+    fates = {}
+    for t in sorted(study.trials, key=lambda t: t.number):
+        if t.state != optuna.trial.TrialState.FAIL:
+            fates[candidate(t)] = t.user_attrs["reason"] if t.state == optuna.trial.TrialState.PRUNED else t.user_attrs["status"]
+    return fates
+
+
+def promotions(study) -> dict[int, int]:
+    """Promotion trial number -> the paused trial it continues."""
+    return {t.number: t.user_attrs[PROMOTED_FROM] for t in study.trials if PROMOTED_FROM in t.user_attrs}
 
 
 # Two objectives, one worker, trials arriving in grid order (#0 .. #8). At rung sizes (MB) and
@@ -163,32 +188,38 @@ def decisions(study) -> dict[tuple, str]:
 # #1 .125 simple .051/.8755, #2 .125 complex .076/.8705, #3 .25 none .095/.873, #4 .25 simple
 # .095/.883, #5 .25 complex .119/.878, #6 .5 none .182/.888, #7 .5 simple .182/.898, #8 .5 complex
 # .206/.893. Each simple bypass dominates its none and complex (as small or smaller, more accurate),
-# and #1 also dominates #2 and #3. A trial goes on if fewer than ceil(n / 3) are strictly ahead.
-# Rung 0 (epoch 1), n = 1..9:
-#   #0 alone; #1 dominates #0: both go on.  #2 (n 3, kept 1): #1 is ahead: stopped, rank 2 of 3.
-#   #3 (n 4, kept 2): behind #1 only, on front 1 with #0 and #2 as its extreme: goes on.
-#   #4 (n 5): on front 0 with #1: goes on.  #5 (n 6, kept 2): #1 and #4 ahead: stopped, rank 3 of 6.
-#   #6 (n 7, kept 3) and #7 (n 8): the most accurate, extremes of front 0: go on.
-#   #8 (n 9, kept 3): #1, #4, #7 ahead: stopped, rank 4 of 9.
-# Rung 1 (epoch 3), the six that went on: #0 alone, #1 ahead of it: go on; #3 (n 3, kept 1): #1
-#   ahead: stopped, rank 2 of 3; #4, #6, #7 each arrive as an extreme of front 0: go on.
-# So #0 completes though dominated: the first trials at a rung always go on (asynchronous ASHA).
+# and #1 also dominates #2 and #3. Of n at a rung, those with fewer than floor(n / 3) strictly
+# ahead are promotable; an arriving trial goes on at once if it is, else it pauses, and before
+# each new grid point the worker promotes a promotable paused trial (highest rung first).
+# Rung 0 (epoch 1):
+#   #0 (n 1) and #1 (n 2): none promotable yet: both pause.  #2 (n 3, 1 promotable): #1 is ahead:
+#   pauses, rank 2 of 3.  #1 is now promotable: promotion #9 resumes it (rung 1: n 1, pauses).
+#   #3 (n 4): behind #1, pauses rank 2 of 4.  #4 (n 5): on front 0 with #1, both extremes: goes on;
+#   rung 1 (n 2, none promotable): pauses rank 1 of 2.  #5 (n 6, 2 promotable): #1 and #4 ahead,
+#   pauses rank 3 of 6.  #6 (n 7): an extreme of front 0 (#1 #4 #6): goes on; rung 1 (n 3, 1
+#   promotable): an extreme again: goes on, completes.  #1's run (#9) is now promotable at rung 1
+#   (the other extreme): promotion #10 completes it.  #7 (n 8) dominates #6, an extreme: on at both
+#   rungs.  #8 (n 9, 3 promotable): front 0 is #1 #4 #7, it is an extreme of front 1: rank 4 of 9.
+# #4 stays paused at rung 1: with four there, #1's run and #7 are the extremes ahead of it.
 EXPECTED_TWO_OBJECTIVES = {
-    (0.125, "none"): "completed",
+    (0.125, "none"): "asha: rung 0 (epoch 1): paused at rank 1 of 1, 0 promotable",
     (0.125, "simple"): "completed",
-    (0.125, "complex"): "asha: rung 0 (epoch 1): rank 2 of 3, kept 1",
-    (0.25, "none"): "asha: rung 1 (epoch 3): rank 2 of 3, kept 1",
-    (0.25, "simple"): "completed",
-    (0.25, "complex"): "asha: rung 0 (epoch 1): rank 3 of 6, kept 2",
+    (0.125, "complex"): "asha: rung 0 (epoch 1): paused at rank 2 of 3, 1 promotable",
+    (0.25, "none"): "asha: rung 0 (epoch 1): paused at rank 2 of 4, 1 promotable",
+    (0.25, "simple"): "asha: rung 1 (epoch 3): paused at rank 1 of 2, 0 promotable",
+    (0.25, "complex"): "asha: rung 0 (epoch 1): paused at rank 3 of 6, 2 promotable",
     (0.5, "none"): "completed",
     (0.5, "simple"): "completed",
-    (0.5, "complex"): "asha: rung 0 (epoch 1): rank 4 of 9, kept 3",
+    (0.5, "complex"): "asha: rung 0 (epoch 1): paused at rank 4 of 9, 3 promotable",
 }
 
 
-def test_two_objective_grid_stops_the_expected_trials_at_each_rung(tmp_path):
-    study = run_workers(write_sweep(tmp_path), CheckpointingStub())
+def test_two_objective_grid_pauses_and_promotes_the_expected_trials_at_each_rung(tmp_path):
+    trainer = CheckpointingStub()
+    study = run_workers(write_sweep(tmp_path), trainer)
     assert decisions(study) == EXPECTED_TWO_OBJECTIVES
+    assert promotions(study) == {9: 1, 10: 9}
+    trainer.check_never_retrained()
     check_rung_records(study)
     for trial in study.trials:
         if trial.state == optuna.trial.TrialState.PRUNED:
@@ -201,17 +232,24 @@ def test_two_objective_grid_stops_the_expected_trials_at_each_rung(tmp_path):
             assert trial.user_attrs["model_size_mb"] > 0
         else:
             assert trial.user_attrs["status"] == "completed" and len(trial.user_attrs["history"]) == EPOCHS
+    # The results show the paused trials that were continued as promoted, and what continued them.
+    trials, _, _ = frames_from_study(study)
+    assert trials.set_index("number").loc[[1, 9], "status"].tolist() == ["promoted", "promoted"]
+    assert trials.set_index("number").loc[[9, 10], PROMOTED_FROM].tolist() == [1, 9]
+    assert (trials["status"] == "pruned").sum() == 6 and (trials["status"] == "completed").sum() == 3
 
 
 def check_rung_records(study) -> None:
-    """Each trial recorded a vector at each rung it reached (a retry: none, its dead trial did),
-    and each run once per rung."""
+    """Each trial recorded a vector at each rung it reached past the one it was promoted from (a
+    retry: none, its dead trial did), and each run once per rung."""
     for trial in study.trials:
-        if trial.user_attrs.get("status") == "worker_died":
-            continue  # its history died with it
+        if trial.user_attrs.get("status") in ("worker_died", "duplicate"):
+            continue  # its history died with it, or it never trained
         recorded = [rung for rung in range(3) if rung_attr(rung) in trial.system_attrs]
         reached = [rung for rung, epoch in enumerate([1, 3]) if epoch <= len(trial.user_attrs["history"])]
-        assert recorded == ([] if "retry_of" in trial.user_attrs else reached), (trial.number, recorded)
+        promoted_at = int(trial.user_attrs.get(PROMOTION, "@-1").rsplit("@", 1)[1])
+        expected = [] if "retry_of" in trial.user_attrs else [rung for rung in reached if rung > promoted_at]
+        assert recorded == expected, (trial.number, recorded)
     for rung in range(2):
         runs = [t.system_attrs[rung_attr(rung)]["run"] for t in study.trials if rung_attr(rung) in t.system_attrs]
         assert len(runs) == len(set(runs))
@@ -219,39 +257,65 @@ def check_rung_records(study) -> None:
 
 def test_one_objective_is_ordinary_asha(tmp_path):
     """By accuracy alone (#0 .8655, #1 .8755, #2 .8705, #3 .873, #4 .883, #5 .878, #6 .888, #7 .898,
-    #8 .893): at rung 0 only #2 (n 3, kept 1, behind #1) has too many ahead; at rung 1 the eight
-    left arrive as #0 #1 #3 ...: #3 (n 3, kept 1) is behind #1; every later one is behind at most one
-    with at least two kept."""
-    study = run_workers(write_sweep(tmp_path, objectives=ACCURACY), CheckpointingStub())
+    #8 .893). Rung 0: #0 and #1 pause (none promotable with n < 3); #2 and #3 pause behind #1, which
+    is promoted (#9) and pauses alone at rung 1; #4 leads: on, then pauses at rung 1 (n 2); #5
+    (n 6, 2 promotable) is second: on, and pauses at rung 1 behind #4 (n 3), which is now promoted
+    (#10) and completes; #6, #7 and #8 are within the promotable at both rungs."""
+    trainer = CheckpointingStub()
+    study = run_workers(write_sweep(tmp_path, objectives=ACCURACY), trainer)
     stopped = {c: reason for c, reason in decisions(study).items() if reason != "completed"}
-    assert stopped == {(0.125, "complex"): "asha: rung 0 (epoch 1): rank 2 of 3, kept 1",
-                       (0.25, "none"): "asha: rung 1 (epoch 3): rank 2 of 3, kept 1"}
+    assert stopped == {(0.125, "none"): "asha: rung 0 (epoch 1): paused at rank 1 of 1, 0 promotable",
+                       (0.125, "simple"): "asha: rung 1 (epoch 3): paused at rank 1 of 1, 0 promotable",
+                       (0.125, "complex"): "asha: rung 0 (epoch 1): paused at rank 2 of 3, 1 promotable",
+                       (0.25, "none"): "asha: rung 0 (epoch 1): paused at rank 2 of 4, 1 promotable",
+                       (0.25, "complex"): "asha: rung 1 (epoch 3): paused at rank 2 of 3, 1 promotable"}
+    assert promotions(study) == {9: 1, 10: 4}
     assert all(t.intermediate_values for t in study.trials)  # one objective: Optuna's per-epoch reports too
+    trainer.check_never_retrained()
     check_rung_records(study)
 
 
 def test_a_retry_resumes_past_its_rungs_without_recording_them_again(tmp_path):
-    """#4 (.25 simple, on at both rungs) dies after epoch 5; its retry replays epochs 1-5 from the
+    """#6 (.5 none, on at both rungs) dies after epoch 5; its retry replays epochs 1-5 from the
     checkpoint, keeps the dead trial's rung records and decisions, and the other trials decide as if
-    nothing happened. A candidate suggested again after it was stopped stops where it stopped."""
-    path, trainer = write_sweep(tmp_path), CheckpointingStub(victim=(0.25, "simple"), die_after=5)
+    nothing happened. A candidate suggested again after it paused stops where it paused."""
+    path, trainer = write_sweep(tmp_path), CheckpointingStub(victim=(0.5, "none"), die_after=5)
     study = run_workers(path, trainer)
-    dead = study.trials[4]
-    assert dead.state == optuna.trial.TrialState.RUNNING and len(study.trials) == 9
+    dead = study.trials[6]
+    assert dead.state == optuna.trial.TrialState.RUNNING and len(study.trials) == 10  # the grid and promotion #9
     study._storage.set_trial_user_attr(dead._trial_id, "worker", f"{socket.gethostname()}:999999999:0")  # its pid is gone
     study = run_workers(path, trainer)
     assert decisions(study) == EXPECTED_TWO_OBJECTIVES
-    retry = study.trials[9]
-    assert retry.user_attrs["retry_of"] == 4 and retry.state == optuna.trial.TrialState.COMPLETE
+    (retry,) = [t for t in study.trials if "retry_of" in t.user_attrs]
+    assert retry.user_attrs["retry_of"] == 6 and retry.state == optuna.trial.TrialState.COMPLETE
     assert [r["epoch"] for r in retry.user_attrs["history"]] == list(range(1, EPOCHS + 1))
-    assert rung_attr(0) in study.trials[4].system_attrs and rung_attr(0) not in retry.system_attrs
+    assert rung_attr(0) in study.trials[6].system_attrs and rung_attr(0) not in retry.system_attrs
+    trainer.check_never_retrained()
     check_rung_records(study)
 
-    again = study.trials[5]  # .25 complex, stopped at rung 0
+    again = study.trials[5]  # .25 complex, paused at rung 0
     study.enqueue_trial(again.params, skip_if_exists=False)
     study = run_workers(path, trainer, trials=10)  # one past the grid
-    assert study.trials[10].user_attrs["reason"] == "asha: rung 0 (epoch 1): stopped as trial 5 was"
-    assert rung_attr(0) not in study.trials[10].system_attrs
+    assert study.trials[-1].user_attrs["reason"] == "asha: rung 0 (epoch 1): stopped as trial 5 was"
+    assert rung_attr(0) not in study.trials[-1].system_attrs
+
+
+def test_a_promotion_taken_twice_trains_once(tmp_path):
+    """Two workers that promote one paused trial at the same moment enqueue two promotions; the
+    later one is recorded as a duplicate, never trained, and the budget does not count it."""
+    path, trainer = write_sweep(tmp_path), CheckpointingStub()
+    study = run_workers(path, trainer, trials=3)  # #0 #1 #2 pause; #1 is promoted (#9)
+    (promotion,) = [t for t in study.trials if PROMOTED_FROM in t.user_attrs]
+    assert promotion.number == 9 and promoted_trials(study.trials) == {1}
+    study.enqueue_trial(promotion.params, skip_if_exists=False, user_attrs={
+        PROMOTED_FROM: 1, PROMOTION: promotion.user_attrs[PROMOTION]})  # what the other worker would enqueue
+    study = run_workers(path, trainer)
+    duplicate = study.trials[10]
+    assert duplicate.state == optuna.trial.TrialState.FAIL and duplicate.user_attrs["status"] == "duplicate"
+    assert duplicate.user_attrs["reason"] == "trial 9 is this promotion (two workers promoted at once)"
+    assert decisions(study) == EXPECTED_TWO_OBJECTIVES  # the grid is done: the duplicate took no grid point's place
+    trainer.check_never_retrained()
+    check_rung_records(study)
 
 
 def test_workers_one_after_another_on_one_journal_decide_as_one(tmp_path):
@@ -262,18 +326,25 @@ def test_workers_one_after_another_on_one_journal_decide_as_one(tmp_path):
 
 
 def test_two_workers_at_once_make_consistent_decisions(tmp_path):
-    """Two workers sharing the journal: every candidate trains once, every run is recorded once per
-    rung it reached, and every stop follows the rule for the trials at the rung when it was made."""
-    ran = []
-    study = run_workers(write_sweep(tmp_path), CheckpointingStub(epoch_s=0.01), workers=2, ran=ran)
-    assert sorted(decisions(study)) == sorted(EXPECTED_TWO_OBJECTIVES) and len(study.trials) == 9
-    assert sorted(ran) != [0, 9] and sum(ran) == 9  # both trained, and nothing past the grid
+    """Two workers sharing the journal: every candidate is decided, no run trains an epoch twice,
+    every run is recorded once per rung it reached, each paused trial is promoted at most once, and
+    every pause follows the rule for the trials at the rung when it was made."""
+    ran, trainer = [], CheckpointingStub(epoch_s=0.01)
+    study = run_workers(write_sweep(tmp_path), trainer, workers=2, ran=ran)
+    assert sorted(decisions(study)) == sorted(EXPECTED_TWO_OBJECTIVES)
+    assert len([t for t in study.trials if PROMOTED_FROM not in t.user_attrs]) == 9
+    trained = [t for t in study.trials if t.user_attrs.get("status") != "duplicate"]
+    assert sorted(ran) != [0, len(trained)] and sum(ran) == len(trained)  # both trained, nothing past the grid
+    promoted = [t.user_attrs[PROMOTION] for t in trained if PROMOTION in t.user_attrs]
+    assert promoted and len(promoted) == len(set(promoted))
+    trainer.check_never_retrained()
     check_rung_records(study)
     at_rung = [sum(rung_attr(rung) in t.system_attrs for t in study.trials) for rung in range(2)]
     for trial in study.trials:
-        if trial.state != optuna.trial.TrialState.PRUNED:
+        if trial.state != optuna.trial.TrialState.PRUNED or "stopped as" in trial.user_attrs["reason"]:
             continue
-        match = re.fullmatch(r"asha: rung (\d) \(epoch (\d)\): rank (\d+) of (\d+), kept (\d+)", trial.user_attrs["reason"])
+        match = re.fullmatch(r"asha: rung (\d) \(epoch (\d)\): paused at rank (\d+) of (\d+), (\d+) promotable",
+                             trial.user_attrs["reason"])
         rung, epoch, rank, n, kept = map(int, match.groups())
         assert trial.system_attrs[STOPPED_AT] == rung and len(trial.user_attrs["history"]) == epoch
-        assert kept == math.ceil(n / 3) and rank > kept and n <= at_rung[rung]
+        assert kept == n // 3 and rank > kept and n <= at_rung[rung]

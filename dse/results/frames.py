@@ -33,6 +33,7 @@ from dse.config_io import read_yaml
 from dse.contract import HISTORY, METRICS, SweepLayout, TrialStatus
 from dse.errors import DseError
 from dse.results.analysis import ResultsError, aggregate
+from dse.sweep.asha import promoted_trials
 from dse.sweep.storage import mask
 
 # User attrs that become their own columns (or rows of ``curves``), not generic extras.
@@ -217,7 +218,8 @@ def _swept_params(frozen: Sequence[optuna.trial.FrozenTrial], sweep: Mapping[str
 
 
 def _trials_frame(frozen: Sequence[optuna.trial.FrozenTrial], objectives: list[dict], params: list[str]) -> pd.DataFrame:
-    rows = [_trial_row(trial, objectives, params) for trial in frozen]
+    promoted = promoted_trials(frozen)
+    rows = [_trial_row(trial, objectives, params, promoted) for trial in frozen]
     leading = ["number", "state", "status", "reason", "seed", *(p for p in params if p != "seed")]
     config = _union(key for row in rows for key in row if key.startswith("config."))
     timing = ["datetime_start", "datetime_complete", "duration_s"]
@@ -226,12 +228,12 @@ def _trials_frame(frozen: Sequence[optuna.trial.FrozenTrial], objectives: list[d
     return _typed(frame, rows)
 
 
-def _trial_row(trial: optuna.trial.FrozenTrial, objectives: list[dict], params: list[str]) -> dict[str, Any]:
+def _trial_row(trial: optuna.trial.FrozenTrial, objectives: list[dict], params: list[str], promoted: set[int]) -> dict[str, Any]:
     attrs = trial.user_attrs
     row: dict[str, Any] = {
         "number": trial.number,
         "state": trial.state.name,
-        "status": _status(trial),
+        "status": _status(trial, promoted),
         "reason": attrs.get("reason", ""),
         "seed": _seed(trial),
     }
@@ -249,14 +251,16 @@ def _trial_row(trial: optuna.trial.FrozenTrial, objectives: list[dict], params: 
 
 
 def _curves_frame(frozen: Sequence[optuna.trial.FrozenTrial], objectives: list[dict], params: list[str]) -> pd.DataFrame:
-    rows = [row for trial in frozen for row in _curve_rows(trial, objectives, params)]
+    promoted = promoted_trials(frozen)
+    rows = [row for trial in frozen for row in _curve_rows(trial, objectives, params, promoted)]
     fields = _union(["epoch", *HISTORY, *(key for row in rows for key in row)])
     leading = ["number", "state", "status", "seed", *(p for p in params if p != "seed")]
     frame = pd.DataFrame(rows, columns=[*leading, *(f for f in fields if f not in leading)])
     return _typed(frame, rows)
 
 
-def _curve_rows(trial: optuna.trial.FrozenTrial, objectives: list[dict], params: list[str]) -> Iterator[dict[str, Any]]:
+def _curve_rows(trial: optuna.trial.FrozenTrial, objectives: list[dict], params: list[str],
+                promoted: set[int]) -> Iterator[dict[str, Any]]:
     history = trial.user_attrs.get("history")
     if not history and trial.intermediate_values and objectives:
         # No history written (an older worker): the pruner's reports are the first objective per epoch.
@@ -264,7 +268,7 @@ def _curve_rows(trial: optuna.trial.FrozenTrial, objectives: list[dict], params:
     keys = {
         "number": trial.number,
         "state": trial.state.name,
-        "status": _status(trial),
+        "status": _status(trial, promoted),
         "seed": _seed(trial),
         **{p: trial.params.get(p) for p in params if p != "seed"},
     }
@@ -272,8 +276,11 @@ def _curve_rows(trial: optuna.trial.FrozenTrial, objectives: list[dict], params:
         yield {**keys, **entry}
 
 
-def _status(trial: optuna.trial.FrozenTrial) -> str:
-    """The worker's status, or one derived from the state for a trial that ended before it wrote one."""
+def _status(trial: optuna.trial.FrozenTrial, promoted: set[int]) -> str:
+    """The worker's status, or one derived from the state for a trial that ended before it wrote one;
+    ``promoted`` for a paused trial that a later trial continues (``promoted`` holds their numbers)."""
+    if trial.number in promoted:
+        return str(TrialStatus.PROMOTED)
     status = trial.user_attrs.get("status")
     return str(TrialStatus(status) if status else TrialStatus.of_state(trial.state.name))
 

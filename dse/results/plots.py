@@ -41,7 +41,8 @@ from dse.results.metrics import metric, param_label
 MAX_SWEEP_LEVELS = 12
 # Learning curves name every configuration in the legend up to this many.
 MAX_LEGEND_ENTRIES = 12
-LINESTYLE_OF_STATUS = {TrialStatus.COMPLETED: "-", TrialStatus.RUNNING: "-", TrialStatus.PRUNED: "--"}  # others: dotted
+LINESTYLE_OF_STATUS = {TrialStatus.COMPLETED: "-", TrialStatus.RUNNING: "-", TrialStatus.PRUNED: "--",
+                       TrialStatus.PROMOTED: "--"}  # others: dotted
 
 
 def metaparameter_sweep(agg: pd.DataFrame, param: str, metric_name: str = "val_top1", size_metric: str = "model_size_mb",
@@ -272,7 +273,7 @@ def learning_curves(curves: pd.DataFrame, metric_name: str = "val_top1", *, numb
     if len(colors) > MAX_LEGEND_ENTRIES:
         handles, labels = [], []
     statuses = set(data["status"])
-    for status in (TrialStatus.COMPLETED, TrialStatus.PRUNED):
+    for status in (TrialStatus.COMPLETED, TrialStatus.PRUNED, TrialStatus.PROMOTED):
         if status in statuses:
             handles.append(Line2D([], [], color="0.4", ls=LINESTYLE_OF_STATUS[status]))
             labels.append(str(status))

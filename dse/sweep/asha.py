@@ -7,16 +7,23 @@ so dse decides itself, in the worker, each epoch:
   (:func:`rung_epochs`); a trial is judged at the rungs below its own epochs.
 - When a trial reaches rung ``k`` its objective vector (per-epoch metrics as of that
   epoch, static ones from the spec) is recorded in the study, so every worker sees it.
-- It goes on only if its position among all vectors recorded at rung ``k`` so far, its
-  own included (``n`` of them), is below ``ceil(n / reduction_factor)``. Vectors are
-  ordered by Pareto front (non-dominated sorting), then by crowding distance within a
-  front (larger first); the position is how many vectors are strictly ahead, so equal
-  vectors share one (:func:`positions`). With one objective this is ASHA's ranking.
-- While fewer than ``reduction_factor`` trials have reached a rung, ``ceil`` keeps one:
-  the first trial at a rung always goes on, each later one only if no earlier one beats it.
+- Vectors at a rung are ordered by Pareto front (non-dominated sorting), then by crowding
+  distance within a front (larger first); a trial's position is how many vectors are
+  strictly ahead of it, so equal vectors share one (:func:`positions`). With one
+  objective this is ASHA's ranking.
+- Of the ``n`` runs recorded at a rung, those at positions below ``floor(n / reduction_factor)``
+  are promotable (:func:`kept_count`). A trial that arrives at a rung promotable goes on at
+  once; any other one *pauses*: it ends as pruned, keeps its checkpoint and its last
+  rung's metrics (a low-fidelity point on the plots), and may be promoted later.
+- Before a worker starts a new candidate it promotes a paused one, if any has become
+  promotable since (more trials reached its rung), highest rung first
+  (:func:`enqueue_promotion`): a new trial with the same values that resumes the paused
+  trial's checkpoint, never trains from scratch. The paused trial then shows as
+  ``promoted``.
 
-The decision is asynchronous, as in ASHA: a trial is judged against the trials that
-reached the rung before it, never paused to wait for others.
+This is ASHA as Li et al. (2020) wrote it: nothing waits for a rung to fill, and the
+first trials at a rung do not go on merely for being first (``floor``: with fewer than
+``reduction_factor`` trials at a rung, none is promotable yet).
 """
 
 from __future__ import annotations
@@ -132,12 +139,12 @@ def positions(points: Sequence[Point]) -> list[int]:
 
 
 def kept_count(n: int, reduction_factor: int) -> int:
-    """How many of ``n`` trials at a rung go on: ``ceil(n / reduction_factor)``, so at least one.
+    """How many of ``n`` trials at a rung are promotable: ``floor(n / reduction_factor)``.
 
     >>> [kept_count(n, 3) for n in range(1, 8)]
-    [1, 1, 1, 2, 2, 2, 3]
+    [0, 0, 1, 1, 1, 2, 2]
     """
-    return math.ceil(n / reduction_factor)
+    return n // reduction_factor
 
 
 def minimised(values: Sequence[float | None], goals: Sequence[str]) -> tuple[float, ...]:
@@ -155,7 +162,9 @@ def minimised(values: Sequence[float | None], goals: Sequence[str]) -> tuple[flo
 
 # ---------------------------------------------------------------- the study as shared rung records
 
-STOPPED_AT = "asha:stopped_at"  # trial system attr: the rung index where ASHA stopped the trial
+STOPPED_AT = "asha:stopped_at"  # trial system attr: the rung index where ASHA paused the trial
+PROMOTED_FROM = "promoted_from"  # user attr of a promotion: the paused trial it continues (a results column)
+PROMOTION = "asha_promotion"  # user attr of a promotion: "<run>@<rung>"; one promotion per paused run and rung
 
 
 def rung_attr(rung: int) -> str:
@@ -163,16 +172,72 @@ def rung_attr(rung: int) -> str:
     return f"asha:rung_{rung}"
 
 
+def promotion_key(run: str, rung: int) -> str:
+    return f"{run}@{rung}"
+
+
+def records_at(trials: Sequence[optuna.trial.FrozenTrial], rung: int) -> dict[str, optuna.trial.FrozenTrial]:
+    """The first trial (by number) that recorded each run at ``rung``."""
+    records: dict[str, optuna.trial.FrozenTrial] = {}
+    for trial in sorted(trials, key=lambda t: t.number):
+        record = trial.system_attrs.get(rung_attr(rung))
+        if record is not None:
+            records.setdefault(record["run"], trial)
+    return records
+
+
+def promoted_trials(trials: Sequence[optuna.trial.FrozenTrial]) -> set[int]:
+    """The numbers of the paused trials that a later trial continues."""
+    return {t.user_attrs[PROMOTED_FROM] for t in trials if PROMOTED_FROM in t.user_attrs}
+
+
+def duplicate_of(trials: Sequence[optuna.trial.FrozenTrial], trial: optuna.trial.FrozenTrial) -> int | None:
+    """The earlier trial that already is ``trial``'s promotion, if two workers promoted one paused
+    trial at the same moment (each saw it unpromoted); the earlier one is the promotion."""
+    key = trial.user_attrs.get(PROMOTION)
+    if key is None:
+        return None
+    return next((t.number for t in sorted(trials, key=lambda t: t.number)
+                 if t.number < trial.number and t.user_attrs.get(PROMOTION) == key), None)
+
+
+def enqueue_promotion(study: optuna.Study, sweep: SweepConfig) -> optuna.trial.FrozenTrial | None:
+    """Enqueue the continuation of the best paused trial that is promotable now, highest rung first;
+    returns the paused trial, or None if there is none. The continuation is a WAITING trial with
+    the same values (so the same run and checkpoint), popped like any other."""
+    import optuna
+
+    trials = study.get_trials(deepcopy=False)
+    taken = {t.user_attrs[PROMOTION] for t in trials if PROMOTION in t.user_attrs}
+    goals = [o.goal for o in sweep.objectives]
+    rungs = rung_epochs(sweep.pruner.min_epochs, sweep.pruner.reduction_factor, sweep.max_epochs())
+    for rung in reversed(range(len(rungs))):
+        records = records_at(trials, rung)
+        runs = list(records)
+        points = [minimised(records[run].system_attrs[rung_attr(rung)]["values"], goals) for run in runs]
+        kept = kept_count(len(points), sweep.pruner.reduction_factor)
+        promotable = [(position, records[run].number, run) for run, position in zip(runs, positions(points), strict=True)
+                      if position < kept and records[run].state == optuna.trial.TrialState.PRUNED
+                      and records[run].system_attrs.get(STOPPED_AT) == rung and promotion_key(run, rung) not in taken]
+        if promotable:
+            _, number, run = min(promotable)
+            paused = records[run]
+            study.enqueue_trial(paused.params, user_attrs={PROMOTED_FROM: number, PROMOTION: promotion_key(run, rung)},
+                                skip_if_exists=False)
+            return paused
+    return None
+
+
 @dataclass
 class Rungs:
-    """ASHA for one trial: records its vector at each rung in the study and says whether it stops.
+    """ASHA for one trial: records its vector at each rung in the study and says whether it pauses.
 
     Records live in trial system attributes, written through the study's storage, so workers
     on one journal file or one PostgreSQL database see each other's. Records are keyed by
-    the trial's run (its candidate and seed, where its checkpoint lives): a retry that resumes
-    a dead trial's checkpoint replays its epochs without recording them again, and takes the
-    earlier decision at the rungs the run already passed (so do repeated suggestions of one
-    candidate).
+    the trial's run (its candidate and seed, where its checkpoint lives): a promotion or a
+    retry that resumes a run's checkpoint replays its epochs without recording them again,
+    and takes the earlier decision at the rungs the run already passed (so do repeated
+    suggestions of one candidate), a promotion passing the rung it was promoted from.
     """
 
     study: optuna.Study
@@ -186,37 +251,30 @@ class Rungs:
     def of(cls, study: optuna.Study, trial: optuna.Trial, run: str, sweep: SweepConfig, epochs: int) -> Rungs:
         pruner = sweep.pruner
         rungs = rung_epochs(pruner.min_epochs, pruner.reduction_factor, sweep.max_epochs())
-        # Stopping a trial at its last epoch would save nothing.
+        # Pausing a trial at its last epoch would save nothing.
         return cls(study, trial, run, [o.goal for o in sweep.objectives], [e for e in rungs if e < epochs],
                    pruner.reduction_factor)
 
     def reason_to_stop(self, epoch: int, values: list[float | None]) -> str | None:
-        """Why the trial stops at ``epoch`` with objective ``values``, or None if it goes on."""
+        """Why the trial pauses at ``epoch`` with objective ``values``, or None if it goes on."""
         if epoch not in self.epochs:
             return None
         rung = self.epochs.index(epoch)
         where = f"asha: rung {rung} (epoch {epoch})"
-        earlier = self._records(rung).get(self.run)
-        if earlier is not None:  # this run was judged here before (a retry resuming its checkpoint)
-            if earlier.system_attrs.get(STOPPED_AT) == rung:
+        trials = self.study.get_trials(deepcopy=False)
+        earlier = records_at(trials, rung).get(self.run)
+        if earlier is not None:  # this run was judged here before (a promotion, a retry or a repeat resuming it)
+            promoted = any(t.user_attrs.get(PROMOTION) == promotion_key(self.run, rung) for t in trials)
+            if earlier.system_attrs.get(STOPPED_AT) == rung and not promoted:
                 return f"{where}: stopped as trial {earlier.number} was"
             return None
         storage, trial_id = self.study._storage, self.trial._trial_id
         storage.set_trial_system_attr(trial_id, rung_attr(rung), {"run": self.run, "values": list(values)})
-        records = self._records(rung)
+        records = records_at(self.study.get_trials(deepcopy=False), rung)
         runs = list(records)
         points = [minimised(records[run].system_attrs[rung_attr(rung)]["values"], self.goals) for run in runs]
         position, kept = positions(points)[runs.index(self.run)], kept_count(len(points), self.reduction_factor)
         if position < kept:
             return None
         storage.set_trial_system_attr(trial_id, STOPPED_AT, rung)
-        return f"{where}: rank {position + 1} of {len(points)}, kept {kept}"
-
-    def _records(self, rung: int) -> dict[str, optuna.trial.FrozenTrial]:
-        """The first trial (by number) that recorded each run at ``rung``."""
-        records: dict[str, optuna.trial.FrozenTrial] = {}
-        for trial in sorted(self.study.get_trials(deepcopy=False), key=lambda t: t.number):
-            record = trial.system_attrs.get(rung_attr(rung))
-            if record is not None:
-                records.setdefault(record["run"], trial)
-        return records
+        return f"{where}: paused at rank {position + 1} of {len(points)}, {kept} promotable"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import socket
 import threading
 import time
@@ -28,10 +27,11 @@ from dse.arch import expand, summarize
 from dse.contract import LATENCIES, RunResult, Source, SweepLayout, TrialStatus, names, run_metrics
 from dse.data import Splits, load_splits
 from dse.errors import DseError
-from dse.sweep.asha import Rungs
+from dse.sweep.asha import PROMOTED_FROM, Rungs, duplicate_of, enqueue_promotion, promoted_trials
 from dse.sweep.config import SweepConfig
 from dse.sweep.space import SEED_PARAM, suggest
 from dse.train import Hooks, train_and_evaluate
+from dse.train.checkpoint import EpochCheckpoints
 from dse.train.trainer import resolve_config
 
 HEARTBEAT_S = 10.0
@@ -93,9 +93,12 @@ def recover_dead_trials(study: optuna.Study, max_retries: int) -> list[int]:
 
 
 def counted_trials(study: optuna.Study) -> int:
-    """Finished trials that spend the budget: a dead worker's trial that is retried does not."""
-    trials = study.get_trials(deepcopy=False, states=FINISHED)
-    return sum(1 for t in trials if not t.user_attrs.get("will_retry", False))
+    """Finished trials that spend the budget, one per candidate: a dead worker's trial that is
+    retried does not, nor does a paused trial that a promotion continues, nor a duplicate promotion."""
+    trials = study.get_trials(deepcopy=False)
+    promoted = promoted_trials(trials)
+    return sum(1 for t in trials if t.state in FINISHED and not t.user_attrs.get("will_retry", False)
+               and t.number not in promoted and t.user_attrs.get("status") != TrialStatus.DUPLICATE)
 
 
 def budget_total(sweep: SweepConfig, trials_override: int | None) -> int | None:
@@ -157,12 +160,14 @@ class Worker:
         total = budget_total(self.sweep, self.trials_override)
         while True:
             recover_dead_trials(self.study, self.sweep.budget.max_retries)
+            late = self.deadline is not None and time.time() > self.deadline
+            if self.sweep.pruner.name == "asha" and not late:
+                enqueue_promotion(self.study, self.sweep)  # ASHA: a promotable paused trial before a new one
             waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
             # A dead worker's retried trial is not counted, so its retry still fits the budget.
             spent = total is not None and counted_trials(self.study) + self._running() >= total
             if self.sweep.sampler.name == "grid" and not waiting:
                 spent = True  # every point x seed was enqueued at creation; retries come back as WAITING
-            late = self.deadline is not None and time.time() > self.deadline
             if spent or late:
                 if self._running() and not late:
                     time.sleep(POLL_S)  # stay to recover a trial whose worker dies
@@ -175,12 +180,20 @@ class Worker:
             ran += 1
 
     def _next_trial(self) -> optuna.Trial | None:
-        """The next trial to train. A grid sweep takes enqueued points only: ``ask`` with none
-        left (another worker just took the last) would sample an extra candidate."""
-        if self.sweep.sampler.name != "grid":
-            return self.study.ask()
-        trial_id = self.study._pop_waiting_trial_id()
-        return None if trial_id is None else optuna.Trial(self.study, trial_id)
+        """The next trial to train: a waiting one (promotions first), else a new sample. A grid
+        sweep takes enqueued points only: ``ask`` with none left (another worker just took the
+        last) would sample an extra candidate."""
+        trial_id = pop_waiting_trial(self.study)
+        if trial_id is None:
+            return None if self.sweep.sampler.name == "grid" else self.study.ask()
+        trial = optuna.Trial(self.study, trial_id)
+        earlier = duplicate_of(self.study.get_trials(deepcopy=False), self.study._storage.get_trial(trial_id))
+        if earlier is not None:
+            trial.set_user_attr("status", str(TrialStatus.DUPLICATE))
+            trial.set_user_attr("reason", f"trial {earlier} is this promotion (two workers promoted at once)")
+            self.study.tell(trial, state=TrialState.FAIL)
+            return None
+        return trial
 
     def _running(self) -> int:
         return len(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
@@ -245,6 +258,7 @@ class Worker:
         first = self.sweep.objectives[0].metric
         prunable = len(self.sweep.objectives) == 1  # Optuna takes intermediate values for one objective only
         first_run = run_key(cfg.model_copy(update={"seed": seeds[0]}))  # the run the hooks watch
+        trial.set_user_attr("run", first_run)  # its folder under runs/: what `dse export` takes
         asha = Rungs.of(self.study, trial, first_run, self.sweep, cfg.epochs) if self.sweep.pruner.name == "asha" else None
 
         def report(record: dict) -> None:
@@ -275,7 +289,7 @@ class Worker:
                 reason = f"loss diverged (NaN/inf) in epoch {result['diverged_epoch']} with seed {seed}"
                 return _Outcome(TrialStatus.DIVERGED, reason, result["history"], TrialState.FAIL)
             runs.append(result)
-            shutil.rmtree(run.checkpoints, ignore_errors=True)  # finished: the checkpoint is dead weight
+            keep_final_checkpoint(run.checkpoints)  # what `dse export` / `dse compress` of a front point read
         metrics = mean_metrics(runs)
         for key, value in metrics.items():
             trial.set_user_attr(key, value)
@@ -294,6 +308,27 @@ class Worker:
         violations = [v for c in self.sweep.constraints if (v := c.violation(measured))]
         trial.set_user_attr(FEASIBLE, not violations)
         return "; ".join(violations)
+
+
+def keep_final_checkpoint(directory: Path) -> None:
+    """A finished run's last epoch only: the earlier one orbax keeps for safety is dead weight now."""
+    if directory.is_dir():
+        checkpoints = EpochCheckpoints(directory)
+        checkpoints.keep_last_only()
+        checkpoints.close()
+
+
+def pop_waiting_trial(study: optuna.Study) -> int | None:
+    """Claim a WAITING trial (ASHA's promotions first, then by number) as Optuna's ``ask`` does:
+    the state change WAITING -> RUNNING succeeds for one worker only."""
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    for trial in sorted(waiting, key=lambda t: (PROMOTED_FROM not in t.user_attrs, t.number)):
+        try:
+            if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
+                return trial._trial_id
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None
 
 
 def run_key(cfg) -> str:
