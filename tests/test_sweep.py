@@ -231,6 +231,12 @@ def test_rerun_resumes_and_the_budget_counts_for_the_study(tmp_path):
         assert trial.user_attrs["status"] == "completed" and trial.user_attrs["history"]
         assert {"params", "model_size_mb", "macs", "val_top1", "test_top1", "train_s", "dse_version"} <= trial.user_attrs.keys()
     assert (results / "tiny" / "trials.parquet").exists() and list((results / "tiny" / "plots").glob("*.png"))
+    # A finished run keeps its last checkpoint, so a point picked from the results exports.
+    runs = sorted((results / "tiny" / "runs").iterdir())
+    assert len(runs) == 4 and all(sorted(p.name for p in (r / "checkpoints").iterdir() if p.name.isdigit()) == ["1"]
+                                  for r in runs)
+    exported = dse("export", runs[0], "--format", "onnx", "--output", tmp_path / "picked.onnx", cache=tmp_path)
+    assert exported.returncode == 0 and (tmp_path / "picked.onnx").stat().st_size > 0, exported.stderr[-2000:]
 
 
 @pytest.mark.slow

@@ -156,3 +156,20 @@ def test_a_run_with_compress_reports_its_file_and_may_recompress_without_retrain
     again = train_and_evaluate(cfg.model_copy(update={"compress": cfg.compress.model_copy(update={"bits": 8})}), tmp_path)
     assert again["resumed_from_epoch"] == 1 and again["train_s"] == 0.0
     assert again["compressed_bytes"] > first["compressed_bytes"]
+
+
+def test_a_finished_run_keeps_only_its_last_checkpoint(tmp_path):
+    from dse.sweep.worker import keep_final_checkpoint
+    from dse.train.checkpoint import EpochCheckpoints
+
+    checkpoints = EpochCheckpoints(tmp_path / "checkpoints")
+    for epoch in (1, 2, 3):
+        checkpoints.save(epoch, {"w": jnp.full((3,), float(epoch))})
+    checkpoints.close()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == ["2", "3"]  # orbax keeps two
+    keep_final_checkpoint(tmp_path / "checkpoints")
+    keep_final_checkpoint(tmp_path / "absent")  # a run that never checkpointed: nothing to do
+    again = EpochCheckpoints(tmp_path / "checkpoints")
+    assert again.latest_epoch() == 3 and float(again.restore(3, {"w": jnp.zeros((3,))})["w"][0]) == 3.0
+    again.close()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == ["3"]

@@ -26,6 +26,11 @@ class EpochCheckpoints:
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         return self._manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
 
+    def keep_last_only(self) -> None:
+        """Delete every epoch but the newest: a finished run keeps what export and compression read."""
+        for epoch in self._manager.all_steps()[:-1]:
+            self._manager.delete(epoch)
+
     def close(self) -> None:
         self._manager.wait_until_finished()
         self._manager.close()
