@@ -347,8 +347,11 @@ def family_label(row: Mapping[str, Any]) -> str:
     'ResNet-20'
     >>> family_label({"config.family": "mobilenet_v2", "config.width_multiplier": 0.35})
     'MobileNet v2 0.35x'
+    >>> family_label({"config.family": float("nan"), "config.width_multiplier": float("nan")})
+    'SqueezeNet'
     """
-    family = row.get("config.family") or "squeezenet"
+    family = row.get("config.family")
+    family = "squeezenet" if family is None or pd.isna(family) else family  # NaN: a SqueezeNet row beside others
     name = FAMILY_NAMES.get(family, family)
     if family == "resnet":
         return f"{name}-{int(row['config.depth'])}"
