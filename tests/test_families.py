@@ -81,6 +81,35 @@ def test_the_analytic_count_is_the_flax_count_at_other_widths_and_small_images()
         assert summarize(expand(cfg)).params == flax_param_count(cfg), family
 
 
+
+@pytest.mark.parametrize("kernel, stride, padding, size", [(3, 1, 1, 9), (3, 2, 1, 9), (3, 2, 1, 8), (5, 1, 2, 7), (3, 2, 0, 10)])
+def test_depthwise_conv_is_xlas_grouped_conv_in_value_and_gradient(kernel, stride, padding, size):
+    """The shifted-product depthwise conv (fast gradients on XLA:CPU) against lax's grouped conv."""
+    from dse.arch.model import KERNEL_INITS, DepthwiseConv
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (4, size, size, 6))
+    module = DepthwiseConv(kernel, stride, padding, True, KERNEL_INITS["caffe"])
+    variables = module.init(jax.random.PRNGKey(1), x)
+    variables = {"params": {**variables["params"], "bias": jnp.arange(6.0) / 10}}
+    assert variables["params"]["kernel"].shape == (kernel, kernel, 1, 6)  # nn.Conv's, so checkpoints and ONNX match
+
+    def grouped(params, x):
+        out = jax.lax.conv_general_dilated(x, params["kernel"], (stride, stride), ((padding, padding),) * 2,
+                                           dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=6)
+        return out + params["bias"]
+
+    def shifted(params, x):
+        return module.apply({"params": params}, x)
+
+    ours, theirs = shifted(variables["params"], x), grouped(variables["params"], x)
+    assert ours.shape == theirs.shape
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+    loss = lambda f: lambda params, x: jnp.sum(jnp.sin(f(params, x)))  # noqa: E731
+    for a, b in zip(jax.tree.leaves(jax.grad(loss(shifted), argnums=(0, 1))(variables["params"], x)),
+                    jax.tree.leaves(jax.grad(loss(grouped), argnums=(0, 1))(variables["params"], x)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_small_images_keep_a_map_of_a_few_pixels_and_give_logits(family):
     cfg = ArchConfig(family=family, **SMALL)
