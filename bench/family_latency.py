@@ -14,6 +14,7 @@ families as labelled markers) beside this file.
 
     python bench/family_latency.py                       # results/baselines, about 3 minutes
     python bench/family_latency.py --results results/baselines --repeats 100
+    python bench/family_latency.py --table bench/family_latency.csv     # redraw from a measured table
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dse.results.plots import pareto
 
 REPO = Path(__file__).resolve().parent.parent
 SQUEEZENET_PARAMS = ("base_e", "incr_e", "freq", "sr", "pct3x3", "bypass")
+PLOT_LABEL_PARAMS = ("base_e", "sr", "bypass")  # enough to tell the four SqueezeNets apart on the plot
 
 
 def network_label(row: pd.Series) -> str:
@@ -77,13 +79,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=REPO / "results" / "baselines", help="a finished baselines sweep")
     parser.add_argument("--repeats", type=int, default=50, help="timed calls per measurement (after 5 untimed)")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "family_latency.md")
+    parser.add_argument("--table", type=Path, default=None, help="a CSV this bench wrote: redraw it, measure nothing")
     args = parser.parse_args(argv)
 
     results = dr.load(args.results)
-    table = measure(results, args.repeats)
+    if args.table is not None:
+        table = pd.read_csv(args.table)
+    else:
+        table = measure(results, args.repeats)
+        table.to_csv(args.output.with_suffix(".csv"), index=False)
     squeezenets = table[table["squeezenet"]]
     squeezenets = squeezenets.assign(state="COMPLETE", status="completed", number=squeezenets.index)
-    figure = pareto(squeezenets, "latency_ms", "test_top1", label_params=SQUEEZENET_PARAMS,
+    figure = pareto(squeezenets, "latency_ms", "test_top1", label_params=PLOT_LABEL_PARAMS,
                     references=table[~table["squeezenet"]],
                     caption=f"{results.trials.attrs.get('caption', '')}\nlatency measured again by bench/family_latency.py")
     figure.savefig(args.output.with_suffix(".png"), dpi=150)
