@@ -51,14 +51,14 @@ def measure(results: dr.SweepResults, repeats: int) -> pd.DataFrame:
     rows = []
     for _, trial in results.trials[results.trials["state"] == "COMPLETE"].iterrows():
         report = measure_path_latency(layout.run(trial["run"]).root, threads=1, repeats=repeats)
-        onnx = report.timings[ONNXRUNTIME]
+        onnx, label = report.timings[ONNXRUNTIME], network_label(trial)
         rows.append({
-            "network": network_label(trial), "squeezenet": network_label(trial).startswith("SqueezeNet"),
+            "network": label, "squeezenet": label.startswith("SqueezeNet"),
             "params": int(trial["params"]), "model_size_mb": trial["model_size_mb"], "macs": int(trial["macs"]),
             "test_top1": trial["test_top1"], "latency_ms": onnx[1].median_ms, "latency_p90_ms": onnx[1].p90_ms,
             "latency_b64_ms": onnx[64].median_ms, "latency_jax_ms": report.metrics()["latency_jax_ms"],
             "energy_uj": trial["energy_uj"], "seed": trial["seed"], "epochs": trial["epochs_completed"],
-            "label": network_label(trial), **{p: trial.get(f"config.{p}") for p in SQUEEZENET_PARAMS},
+            "label": label, **{p: trial.get(f"config.{p}") for p in SQUEEZENET_PARAMS},
         })
         print(rows[-1], flush=True)
     return pd.DataFrame(rows).sort_values("latency_ms").reset_index(drop=True)

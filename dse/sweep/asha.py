@@ -186,6 +186,14 @@ def records_at(trials: Sequence[optuna.trial.FrozenTrial], rung: int) -> dict[st
     return records
 
 
+def ranked(records: dict[str, optuna.trial.FrozenTrial], rung: int, goals: Sequence[str],
+           reduction_factor: int) -> tuple[dict[str, int], int]:
+    """Each recorded run's position at ``rung`` and how many positions are promotable."""
+    runs = list(records)
+    points = [minimised(records[run].system_attrs[rung_attr(rung)]["values"], goals) for run in runs]
+    return dict(zip(runs, positions(points), strict=True)), kept_count(len(points), reduction_factor)
+
+
 def promoted_trials(trials: Sequence[optuna.trial.FrozenTrial]) -> set[int]:
     """The numbers of the paused trials that a later trial continues."""
     return {t.user_attrs[PROMOTED_FROM] for t in trials if PROMOTED_FROM in t.user_attrs}
@@ -213,10 +221,8 @@ def enqueue_promotion(study: optuna.Study, sweep: SweepConfig) -> optuna.trial.F
     rungs = rung_epochs(sweep.pruner.min_epochs, sweep.pruner.reduction_factor, sweep.max_epochs())
     for rung in reversed(range(len(rungs))):
         records = records_at(trials, rung)
-        runs = list(records)
-        points = [minimised(records[run].system_attrs[rung_attr(rung)]["values"], goals) for run in runs]
-        kept = kept_count(len(points), sweep.pruner.reduction_factor)
-        promotable = [(position, records[run].number, run) for run, position in zip(runs, positions(points), strict=True)
+        position_of, kept = ranked(records, rung, goals, sweep.pruner.reduction_factor)
+        promotable = [(position, records[run].number, run) for run, position in position_of.items()
                       if position < kept and records[run].state == optuna.trial.TrialState.PRUNED
                       and records[run].system_attrs.get(STOPPED_AT) == rung and promotion_key(run, rung) not in taken]
         if promotable:
@@ -270,11 +276,10 @@ class Rungs:
             return None
         storage, trial_id = self.study._storage, self.trial._trial_id
         storage.set_trial_system_attr(trial_id, rung_attr(rung), {"run": self.run, "values": list(values)})
-        records = records_at(self.study.get_trials(deepcopy=False), rung)
-        runs = list(records)
-        points = [minimised(records[run].system_attrs[rung_attr(rung)]["values"], self.goals) for run in runs]
-        position, kept = positions(points)[runs.index(self.run)], kept_count(len(points), self.reduction_factor)
+        position_of, kept = ranked(records_at(self.study.get_trials(deepcopy=False), rung), rung, self.goals,
+                                   self.reduction_factor)
+        position = position_of[self.run]
         if position < kept:
             return None
         storage.set_trial_system_attr(trial_id, STOPPED_AT, rung)
-        return f"{where}: paused at rank {position + 1} of {len(points)}, {kept} promotable"
+        return f"{where}: paused at rank {position + 1} of {len(position_of)}, {kept} promotable"
