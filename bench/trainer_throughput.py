@@ -30,8 +30,10 @@ def add_network_args(parser: argparse.ArgumentParser) -> None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_network_args(parser)
-    parser.add_argument("--steps", type=int, default=30, help="timed steps per framework")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per framework and round")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds of (dse split, dse one device, PyTorch), each timed for --steps; ratios per round")
     # XLA:CPU uses every core the process may run on; PyTorch gets the same count.
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="arch field=value, e.g. sr=0.25")
@@ -48,11 +50,20 @@ def build_spec(args):
     return expand(ArchConfig.preset(args.preset, input_shape=shape, num_classes=args.num_classes, **fields))
 
 
-def bench_dse(spec, args) -> tuple[float, float]:
-    """(images/s, compile seconds) of dse's jitted train step."""
+def bench_dse(spec, args, devices: int = 1) -> tuple[float, float]:
+    """(images/s, compile seconds) of dse's jitted train step, the batch split across the first
+    ``devices`` JAX devices as the trainer splits it (one CPU device per core, dse.train.devices)."""
+    timed, compile_s = dse_stepper(spec, args, devices)
+    return timed(args.steps), compile_s
+
+
+def dse_stepper(spec, args, devices: int = 1):
+    """(a function timing ``n`` steps in images/s, compile seconds), warmed up."""
     from functools import partial
 
     import jax
+    import numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     from dse.arch import build_model, init_variables
     from dse.train import OptimConfig
@@ -64,21 +75,26 @@ def bench_dse(spec, args) -> tuple[float, float]:
     tx = make_optimizer(optim)
     state = create_state(model.apply, init_variables(model, jax.random.key(0)), tx, schedule_arrays(optim, 1000, 1))
     rng = jax.random.key(1)
-    batch = {
+    mesh = Mesh(np.array(jax.local_devices()[:devices]), ("data",))
+    state = jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
+    batch = jax.device_put({
         "image": jax.random.normal(rng, (args.batch, *spec.input_shape)),
         "label": jax.random.randint(rng, (args.batch,), 0, args.num_classes),
-    }
+    }, NamedSharding(mesh, PartitionSpec("data")))
     t0 = time.perf_counter()
     step = jax.jit(partial(train_step, schedule_kind=optim.schedule), donate_argnums=0).lower(state, batch, rng).compile()
     compile_s = time.perf_counter() - t0
-    for _ in range(args.warmup):
-        state, metrics = step(state, batch, rng)
-    jax.block_until_ready(metrics)
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        state, metrics = step(state, batch, rng)
-    jax.block_until_ready((state, metrics))
-    return args.steps * args.batch / (time.perf_counter() - t0), compile_s
+    carry = [state]
+
+    def timed(steps: int) -> float:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            carry[0], metrics = step(carry[0], batch, rng)
+        jax.block_until_ready((carry[0], metrics))
+        return steps * args.batch / (time.perf_counter() - t0)
+
+    timed(args.warmup)
+    return timed, compile_s
 
 
 def torch_squeezenet(spec):
@@ -133,7 +149,8 @@ def spec_params(spec) -> int:
     return summarize(spec).params
 
 
-def bench_torch(spec, args) -> float:
+def torch_stepper(spec, args):
+    """A function timing ``n`` PyTorch eager steps in images/s, warmed up."""
     import torch
 
     torch.set_num_threads(args.threads)
@@ -155,27 +172,46 @@ def bench_torch(spec, args) -> float:
         opt.step()
         return loss
 
-    for _ in range(args.warmup):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    return args.steps * args.batch / (time.perf_counter() - t0)
+    def timed(steps: int) -> float:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        return steps * args.batch / (time.perf_counter() - t0)
+
+    timed(args.warmup)
+    return timed
 
 
 def main() -> None:
     args = parse_args()
     spec = build_spec(args)
-    from dse.arch import summarize
+    import statistics
 
+    import jax
+
+    from dse.arch import summarize
+    from dse.train.devices import data_parallel_count, one_cpu_device_per_core
+
+    one_cpu_device_per_core()  # what `dse train` does: the trainer's default on this machine
     summary = summarize(spec)
-    dse_ips, compile_s = bench_dse(spec, args)
-    torch_ips = bench_torch(spec, args)
+    split = data_parallel_count(jax.local_device_count(), args.batch)
+    steppers = {f"dse, {split} CPU devices (default)": dse_stepper(spec, args, devices=split)[0]} if split > 1 else {}
+    steppers["dse, 1 CPU device"] = dse_stepper(spec, args, devices=1)[0]
+    steppers["PyTorch eager"] = torch_stepper(spec, args)
+    # Interleaved rounds: the machine's speed drifts by 10-25% within minutes, so each ratio
+    # is taken within one round and the spread over rounds is the uncertainty.
+    rounds = [{name: timed(args.steps) for name, timed in steppers.items()} for _ in range(args.rounds)]
     print(f"network: {args.preset} {spec.input_shape} params={summary.params:,} MACs={summary.macs:,} batch={args.batch} "
-          f"threads={args.threads}")
-    print(f"dse (JAX jit): {dse_ips:8.1f} images/s  (compile {compile_s:.1f} s, excluded)")
-    print(f"PyTorch eager: {torch_ips:8.1f} images/s")
-    print(f"ratio dse / PyTorch: {dse_ips / torch_ips:.2f}")
+          f"threads={args.threads}; {args.rounds} rounds of {args.steps} steps each; median [min, max] over rounds")
+    for name in steppers:
+        speeds = [r[name] for r in rounds]
+        ratios = [r[name] / r["PyTorch eager"] for r in rounds]
+        ratio = "" if name == "PyTorch eager" else (f"  ratio to PyTorch {statistics.median(ratios):.2f} "
+                                                     f"[{min(ratios):.2f}, {max(ratios):.2f}]")
+        print(f"{name:32s} {statistics.median(speeds):7.1f} images/s{ratio}")
+    if split > 1:
+        gains = [r[f"dse, {split} CPU devices (default)"] / r["dse, 1 CPU device"] for r in rounds]
+        print(f"{split} devices / 1 device: {statistics.median(gains):.2f} [{min(gains):.2f}, {max(gains):.2f}]")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ Each setting runs its worker processes at the same time, each training dse's jit
 (``bench/trainer_throughput.py``'s ``bench_dse``) on the same network for the same number
 of steps, and reports the summed images per second of the processes:
 
-- ``1 process, XLA threads``: one worker, XLA's own thread pool (all cores);
+- ``1 process, XLA threads``: one worker, XLA's own thread pool (all cores), one device;
+- ``1 process, a device per core``: one worker, the batch split over one JAX CPU device per
+  core (``dse.train.devices``, what ``dse train`` and a lone sweep worker do now);
 - ``N processes, XLA threads``: what ``dse sweep run --workers N`` did before it chose a
   split: every worker with a pool as large as the machine;
 - ``N processes, 1 thread``: XLA told to use one thread (``--xla_cpu_multi_thread_eigen=false
@@ -38,6 +40,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--set", dest="overrides", action="append", default=["batch_norm=true", "head_relu=false"])
     parser.add_argument("--as-process", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cores", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--device-per-core", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -50,18 +53,25 @@ def one_process(args: argparse.Namespace) -> None:
 
     tt_args = argparse.Namespace(preset=args.preset, input=args.input, num_classes=10, batch=args.batch, steps=args.steps,
                                  warmup=3, overrides=args.overrides)
-    images_per_s, _ = tt.bench_dse(tt.build_spec(tt_args), tt_args)
+    devices = 1
+    if args.device_per_core:
+        from dse.train.devices import data_parallel_count, one_cpu_device_per_core
+
+        devices = data_parallel_count(one_cpu_device_per_core() or 1, args.batch)
+    images_per_s, _ = tt.bench_dse(tt.build_spec(tt_args), tt_args, devices=devices)
     print(json.dumps({"images_per_s": images_per_s}))
 
 
 SINGLE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
-def run_setting(args: argparse.Namespace, processes: int, single_thread: bool, pinned: bool) -> float:
+def run_setting(args: argparse.Namespace, processes: int, single_thread: bool, pinned: bool,
+                device_per_core: bool = False) -> float:
     from dse.sweep.runner import core_shares
 
     command = [sys.executable, __file__, "--as-process", "--preset", args.preset, "--input", args.input,
                "--batch", str(args.batch), "--steps", str(args.steps), *[f"--set={o}" for o in args.overrides]]
+    command += ["--device-per-core"] if device_per_core else []
     env = {**os.environ, "XLA_FLAGS": SINGLE_THREAD} if single_thread else None
     shares = core_shares(processes) if pinned else None
     children = []
@@ -80,9 +90,10 @@ def main() -> None:
         one_process(args)
         return
     n = args.workers
-    settings = [("1 process, XLA threads", 1, False, False), (f"{n} processes, XLA threads", n, False, False),
-                (f"{n} processes, 1 thread", n, True, False), (f"{n} processes, pinned (dse's split)", n, False, True)]
-    results = {name: run_setting(args, p, t, pin) for name, p, t, pin in settings}
+    settings = [("1 process, XLA threads", 1, False, False, False), ("1 process, a device per core", 1, False, False, True),
+                (f"{n} processes, XLA threads", n, False, False, False), (f"{n} processes, 1 thread", n, True, False, False),
+                (f"{n} processes, pinned (dse's split)", n, False, True, False)]
+    results = {name: run_setting(args, p, t, pin, split) for name, p, t, pin, split in settings}
     best = max(results.values())
     print(f"{args.preset} {args.input} {' '.join(args.overrides)} batch {args.batch}, {args.steps} steps per process, "
           f"{os.cpu_count()} cores")

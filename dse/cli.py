@@ -100,10 +100,12 @@ def train(
     from dse import config_io
     from dse.console import TrainProgress, results_table
     from dse.train import TrainConfig, train_and_evaluate
+    from dse.train.devices import one_cpu_device_per_core
 
     _crash_log_in(RunLayout(workdir).crash_log)
     overrides = list(set_ or []) + ([f"epochs={epochs}"] if epochs is not None else [])
     cfg = config_io.load(TrainConfig, config, overrides)
+    one_cpu_device_per_core()
     with TrainProgress(stdout) as progress:
         results = train_and_evaluate(cfg, workdir, hooks=progress.hooks())
     stdout.print(results_table(results, workdir))
@@ -247,8 +249,10 @@ def sweep_worker(
     """Join a study (e.g. on a shared PostgreSQL) and train trials until its budget is spent."""
     from dse.sweep.runner import run_worker
     from dse.sweep.storage import mask
+    from dse.train.devices import one_cpu_device_per_core
 
     _sweep_file_layout(file, results_root)
+    one_cpu_device_per_core()  # a worker pinned to one core gets one device
     ran = run_worker(file, url=storage, worker_index=worker_index, trials=trials, results_root=results_root)
     stdout.print(f"worker {worker_index} done: {ran} trials on {mask(storage)}", highlight=False)
 

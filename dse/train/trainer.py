@@ -30,6 +30,7 @@ from dse.errors import ConfigError
 from dse.train import compile_cache
 from dse.train.checkpoint import EpochCheckpoints
 from dse.train.config import TrainConfig
+from dse.train.devices import data_parallel_count
 from dse.train.hooks import Hooks
 from dse.train.optim import make_optimizer, schedule_arrays
 from dse.train.step import TrainState, create_state, eval_step, train_step
@@ -94,11 +95,10 @@ def resolve_config(cfg: TrainConfig, splits: Splits) -> TrainConfig:
 
 
 def _mesh_shardings(cfg: TrainConfig) -> tuple[NamedSharding, NamedSharding]:
-    """Data-parallel over every local device: batches split on axis 0, state replicated."""
+    """Data-parallel over the local devices that split both batch sizes evenly (one per core on
+    a CPU, see :mod:`dse.train.devices`): batches split on axis 0, state replicated."""
     devices = jax.local_devices()
-    for name, size in (("batch_size", cfg.batch_size), ("eval_batch_size", cfg.eval_batch_size)):
-        if size % len(devices):
-            raise ConfigError(f"{name}={size}: must be divisible by the {len(devices)} local devices")
+    devices = devices[:data_parallel_count(len(devices), cfg.batch_size, cfg.eval_batch_size)]
     mesh = Mesh(np.array(devices), ("data",))
     return NamedSharding(mesh, PartitionSpec("data")), NamedSharding(mesh, PartitionSpec())
 
@@ -252,7 +252,7 @@ def train_and_evaluate(cfg: TrainConfig, workdir: str | Path, *, hooks: Hooks | 
         "images_per_s": images / timer.totals["train_s"] if timer.totals["train_s"] else None,
         "cache_hits": cache_after["hits"] - cache_before["hits"],
         "cache_misses": cache_after["misses"] - cache_before["misses"],
-        "devices": jax.local_device_count(),
+        "devices": data_sharding.mesh.size,
         "platform": jax.default_backend(),
         "dse_version": dse.__version__,
         "config_digest": config_digest(cfg),

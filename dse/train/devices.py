@@ -1,0 +1,50 @@
+"""One JAX CPU device per core: how a training process uses the cores it may run on.
+
+XLA:CPU runs a jitted step as one program with a thread pool over every core, but the
+elementwise fusions of a SqueezeNet step (ReLU, concat, the pools' gradients, BatchNorm's
+reductions) each run on one thread, so the second core idles for much of a step. Given one
+CPU device per core, the trainer, which is data-parallel over its local devices, splits each
+batch across them and both cores stay busy (``bench/trainer_throughput.py`` prints the ratio;
+the README has the numbers). BatchNorm still normalises over the whole batch: XLA's SPMD
+partitioner adds the cross-device sums, so the step computes what the single-device one does.
+
+Sweep workers pinned to one core get one device; ``dse train`` on a 2-core machine gets two.
+A count the user chose (``JAX_NUM_CPU_DEVICES`` or ``--xla_force_host_platform_device_count``
+in ``XLA_FLAGS``) is left alone; ``JAX_NUM_CPU_DEVICES=1`` turns the split off.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def cores_available() -> int:
+    """The cores this process may run on (its CPU affinity, which sweep workers narrow)."""
+    return len(os.sched_getaffinity(0))
+
+
+def user_chose_device_count() -> bool:
+    """Whether the environment already fixes the CPU device count."""
+    return "JAX_NUM_CPU_DEVICES" in os.environ or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+
+
+def one_cpu_device_per_core() -> int | None:
+    """Ask JAX for one CPU device per available core; returns the count, or None when the
+    user fixed it or JAX's backends already started (the count cannot change after that)."""
+    import jax
+    from jax._src import xla_bridge  # no public API says whether the backends have started
+
+    if user_chose_device_count() or xla_bridge.backends_are_initialized():
+        return None
+    count = cores_available()
+    jax.config.update("jax_num_cpu_devices", count)
+    return count
+
+
+def data_parallel_count(device_count: int, *batch_sizes: int) -> int:
+    """The most devices (at most ``device_count``) that split every batch size evenly.
+
+    >>> data_parallel_count(2, 128, 1000), data_parallel_count(4, 96, 250), data_parallel_count(3, 99, 250)
+    (2, 2, 1)
+    """
+    return max(n for n in range(1, device_count + 1) if all(size % n == 0 for size in batch_sizes))
