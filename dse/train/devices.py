@@ -8,7 +8,8 @@ batch across them and both cores stay busy (``bench/trainer_throughput.py`` prin
 the README has the numbers). BatchNorm still normalises over the whole batch: XLA's SPMD
 partitioner adds the cross-device sums, so the step computes what the single-device one does.
 
-Sweep workers pinned to one core get one device; ``dse train`` on a 2-core machine gets two.
+Sweep workers pinned to one core get one device; ``dse train`` on a 2-core machine gets two
+(the trainer uses as many as split its batches evenly, see ``data_parallel_count``).
 A count the user chose (``JAX_NUM_CPU_DEVICES`` or ``--xla_force_host_platform_device_count``
 in ``XLA_FLAGS``) is left alone; ``JAX_NUM_CPU_DEVICES=1`` turns the split off.
 """
@@ -41,10 +42,21 @@ def one_cpu_device_per_core() -> int | None:
     return count
 
 
-def data_parallel_count(device_count: int, *batch_sizes: int) -> int:
-    """The most devices (at most ``device_count``) that split every batch size evenly.
+# Measured on 2 cores only. On a many-core machine the split stops where a device's share of
+# a batch would fall below this: every BatchNorm layer synchronises the devices twice a step,
+# and a share of a few images would make the step mostly synchronisation.
+MIN_IMAGES_PER_DEVICE = 16
+
+
+def data_parallel_count(device_count: int, batch_size: int, *other_batch_sizes: int) -> int:
+    """The most devices (at most ``device_count``) that split every batch size evenly, each
+    device getting at least MIN_IMAGES_PER_DEVICE of a training batch (or all of a smaller one).
 
     >>> data_parallel_count(2, 128, 1000), data_parallel_count(4, 96, 250), data_parallel_count(3, 99, 250)
     (2, 2, 1)
+    >>> data_parallel_count(64, 128, 1024), data_parallel_count(2, 16, 128)
+    (8, 1)
     """
-    return max(n for n in range(1, device_count + 1) if all(size % n == 0 for size in batch_sizes))
+    sizes = (batch_size, *other_batch_sizes)
+    return max(n for n in range(1, device_count + 1)
+               if all(size % n == 0 for size in sizes) and (n == 1 or batch_size // n >= MIN_IMAGES_PER_DEVICE))
