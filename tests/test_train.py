@@ -194,6 +194,11 @@ def test_dse_train_splits_each_batch_over_one_cpu_device_per_core(tmp_path):
     if len(cores) < 2:
         pytest.skip("one core: nothing to split")
     assert _train_cli(tmp_path, "all", None)["devices"] == data_parallel_count(len(cores), 64, 128)  # tiny_train_dict's batches
+    # its checkpoint, saved from two devices, restores in a process with one (export, compress)
+    exported = subprocess.run([sys.executable, "-m", "dse", "export", str(tmp_path / "all"), "--format", "onnx", "--output",
+                               str(tmp_path / "all.onnx")], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "JAX_NUM_CPU_DEVICES": "1"})
+    assert exported.returncode == 0 and (tmp_path / "all.onnx").stat().st_size > 0, exported.stderr[-2000:]
     assert _train_cli(tmp_path, "pinned", {cores[0]})["devices"] == 1  # a sweep worker pinned to one core
     assert _train_cli(tmp_path, "chosen", None, {"JAX_NUM_CPU_DEVICES": "1"})["devices"] == 1  # the user's count wins
 

@@ -22,8 +22,19 @@ class EpochCheckpoints:
         self._manager.save(epoch, args=ocp.args.StandardSave(state))
 
     def restore(self, epoch: int, like):
-        """State of ``epoch``, with the structure, shapes and shardings of ``like``."""
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        """State of ``epoch``, with the structure, shapes and shardings of ``like``. A leaf of ``like``
+        without a sharding (shapes only, from ``jax.eval_shape``) lands on the default device: a run
+        trained on a device per core (``dse.train.devices``) restores in a process with one device,
+        where orbax would otherwise ask for the saved topology."""
+        default = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+        def target(leaf):
+            struct = ocp.utils.to_shape_dtype_struct(leaf)
+            if getattr(struct, "sharding", None) is None:
+                struct = jax.ShapeDtypeStruct(struct.shape, struct.dtype, sharding=default)
+            return struct
+
+        abstract = jax.tree.map(target, like)
         return self._manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
 
     def keep_last_only(self) -> None:
