@@ -62,11 +62,10 @@ def dse_stepper(spec, args, devices: int = 1):
     from functools import partial
 
     import jax
-    import numpy as np
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     from dse.arch import build_model, init_variables
     from dse.train import OptimConfig
+    from dse.train.devices import data_parallel_shardings
     from dse.train.optim import make_optimizer, schedule_arrays
     from dse.train.step import create_state, train_step
 
@@ -75,12 +74,12 @@ def dse_stepper(spec, args, devices: int = 1):
     tx = make_optimizer(optim)
     state = create_state(model.apply, init_variables(model, jax.random.key(0)), tx, schedule_arrays(optim, 1000, 1))
     rng = jax.random.key(1)
-    mesh = Mesh(np.array(jax.local_devices()[:devices]), ("data",))
-    state = jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
+    split, replicated = data_parallel_shardings(jax.local_devices()[:devices])
+    state = jax.device_put(state, replicated)
     batch = jax.device_put({
         "image": jax.random.normal(rng, (args.batch, *spec.input_shape)),
         "label": jax.random.randint(rng, (args.batch,), 0, args.num_classes),
-    }, NamedSharding(mesh, PartitionSpec("data")))
+    }, split)
     t0 = time.perf_counter()
     step = jax.jit(partial(train_step, schedule_kind=optim.schedule), donate_argnums=0).lower(state, batch, rng).compile()
     compile_s = time.perf_counter() - t0
@@ -195,7 +194,8 @@ def main() -> None:
     one_cpu_device_per_core()  # what `dse train` does: the trainer's default on this machine
     summary = summarize(spec)
     split = data_parallel_count(jax.local_device_count(), args.batch)
-    steppers = {f"dse, {split} CPU devices (default)": dse_stepper(spec, args, devices=split)[0]} if split > 1 else {}
+    split_name = f"dse, {split} CPU devices (default)"
+    steppers = {split_name: dse_stepper(spec, args, devices=split)[0]} if split > 1 else {}
     steppers["dse, 1 CPU device"] = dse_stepper(spec, args, devices=1)[0]
     steppers["PyTorch eager"] = torch_stepper(spec, args)
     # Interleaved rounds: the machine's speed drifts by 10-25% within minutes, so each ratio
@@ -210,7 +210,7 @@ def main() -> None:
                                                      f"[{min(ratios):.2f}, {max(ratios):.2f}]")
         print(f"{name:32s} {statistics.median(speeds):7.1f} images/s{ratio}")
     if split > 1:
-        gains = [r[f"dse, {split} CPU devices (default)"] / r["dse, 1 CPU device"] for r in rounds]
+        gains = [r[split_name] / r["dse, 1 CPU device"] for r in rounds]
         print(f"{split} devices / 1 device: {statistics.median(gains):.2f} [{min(gains):.2f}, {max(gains):.2f}]")
 
 

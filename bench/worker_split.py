@@ -55,9 +55,12 @@ def one_process(args: argparse.Namespace) -> None:
                                  warmup=3, overrides=args.overrides)
     devices = 1
     if args.device_per_core:
+        import jax
+
         from dse.train.devices import data_parallel_count, one_cpu_device_per_core
 
-        devices = data_parallel_count(one_cpu_device_per_core() or 1, args.batch)
+        one_cpu_device_per_core()  # as trainer_throughput.py: a count the user fixed is kept
+        devices = data_parallel_count(jax.local_device_count(), args.batch)
     images_per_s, _ = tt.bench_dse(tt.build_spec(tt_args), tt_args, devices=devices)
     print(json.dumps({"images_per_s": images_per_s}))
 

@@ -1,12 +1,13 @@
 """One JAX CPU device per core: how a training process uses the cores it may run on.
 
-XLA:CPU runs a jitted step as one program with a thread pool over every core, but the
-elementwise fusions of a SqueezeNet step (ReLU, concat, the pools' gradients, BatchNorm's
-reductions) each run on one thread, so the second core idles for much of a step. Given one
-CPU device per core, the trainer, which is data-parallel over its local devices, splits each
-batch across them and both cores stay busy (``bench/trainer_throughput.py`` prints the ratio;
-the README has the numbers). BatchNorm still normalises over the whole batch: XLA's SPMD
-partitioner adds the cross-device sums, so the step computes what the single-device one does.
+XLA:CPU runs a jitted step as one program, but each convolution (a YNNPACK fusion in this
+jaxlib) on one thread: a step's convs take as long on two cores as on one
+(``bench/profile_step_2threads.md``); only independent ops side by side and the loop fusions
+use the second core. Given one CPU device per core, the trainer, which is data-parallel over
+its local devices, splits each batch across them and the convs run on every core
+(``bench/trainer_throughput.py`` prints the gain; the README has the numbers). BatchNorm
+still normalises over the whole batch: XLA's SPMD partitioner adds the cross-device sums, so
+the step computes what the single-device one does.
 
 Sweep workers pinned to one core get one device; ``dse train`` on a 2-core machine gets two
 (the trainer uses as many as split its batches evenly, see ``data_parallel_count``).
@@ -17,6 +18,8 @@ in ``XLA_FLAGS``) is left alone; ``JAX_NUM_CPU_DEVICES=1`` turns the split off.
 from __future__ import annotations
 
 import os
+
+import numpy as np
 
 
 def cores_available() -> int:
@@ -46,6 +49,14 @@ def one_cpu_device_per_core() -> int | None:
 # a batch would fall below this: every BatchNorm layer synchronises the devices twice a step,
 # and a share of a few images would make the step mostly synchronisation.
 MIN_IMAGES_PER_DEVICE = 16
+
+
+def data_parallel_shardings(devices: list) -> tuple:
+    """(batch sharding, replicated sharding) over ``devices``: batches split on axis 0, state copied."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.array(devices), ("data",))
+    return NamedSharding(mesh, PartitionSpec("data")), NamedSharding(mesh, PartitionSpec())
 
 
 def data_parallel_count(device_count: int, batch_size: int, *other_batch_sizes: int) -> int:

@@ -18,8 +18,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding
 
 import dse
 from dse.arch import build_model, expand, init_variables, summarize
@@ -30,7 +29,7 @@ from dse.errors import ConfigError
 from dse.train import compile_cache
 from dse.train.checkpoint import EpochCheckpoints
 from dse.train.config import TrainConfig
-from dse.train.devices import data_parallel_count
+from dse.train.devices import data_parallel_count, data_parallel_shardings
 from dse.train.hooks import Hooks
 from dse.train.optim import make_optimizer, schedule_arrays
 from dse.train.step import TrainState, create_state, eval_step, train_step
@@ -98,9 +97,7 @@ def _mesh_shardings(cfg: TrainConfig) -> tuple[NamedSharding, NamedSharding]:
     """Data-parallel over the local devices that split both batch sizes evenly (one per core on
     a CPU, see :mod:`dse.train.devices`): batches split on axis 0, state replicated."""
     devices = jax.local_devices()
-    devices = devices[:data_parallel_count(len(devices), cfg.batch_size, cfg.eval_batch_size)]
-    mesh = Mesh(np.array(devices), ("data",))
-    return NamedSharding(mesh, PartitionSpec("data")), NamedSharding(mesh, PartitionSpec())
+    return data_parallel_shardings(devices[:data_parallel_count(len(devices), cfg.batch_size, cfg.eval_batch_size)])
 
 
 def _batch_spec(splits: Splits, batch_size: int, sharding: NamedSharding) -> dict[str, jax.ShapeDtypeStruct]:
