@@ -1,6 +1,9 @@
 """Shared fixtures: tiny configs on the real Fashion-MNIST files, random trained-looking weights."""
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +13,12 @@ FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.
 requires_fashion_mnist = pytest.mark.skipif(
     not FASHION_MNIST.exists(), reason="Fashion-MNIST not installed: apt-get install dataset-fashion-mnist"
 )
+
+
+def run_dse(*args, env: dict | None = None, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m dse ARGS`` as a user runs it, output captured; ``env`` adds to this process's environment."""
+    return subprocess.run([sys.executable, "-m", "dse", *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, **kwargs)
 
 
 def tiny_train_dict(**overrides) -> dict:

@@ -6,10 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_dse
 
 
 def dse(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dse", *args], capture_output=True, text=True, timeout=300, **kwargs)
+    return run_dse(*args, **kwargs)
 
 
 def test_arch_table_for_squeezenet1_0_shows_table1_rows_and_total():

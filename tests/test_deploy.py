@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import onnx
 import pytest
-from conftest import FASHION_MNIST, random_variables, requires_fashion_mnist, tiny_train_dict
+from conftest import FASHION_MNIST, random_variables, requires_fashion_mnist, run_dse, tiny_train_dict
 
 from dse.arch import ArchConfig, build_model, expand, summarize
 from dse.compress import container
@@ -26,7 +26,7 @@ MEAN, STD = np.array([0.286], np.float32), np.array([0.353], np.float32)
 
 
 def dse(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dse", *args], capture_output=True, text=True, timeout=300)
+    return run_dse(*args)
 
 
 def dse_in_process(monkeypatch, capsys, *args: str) -> tuple[int, str]:

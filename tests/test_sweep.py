@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import requires_fashion_mnist
+from conftest import requires_fashion_mnist, run_dse
 
 from dse.errors import ConfigError, StorageError
 from dse.sweep.config import load_sweep
@@ -38,9 +38,8 @@ def write_sweep(tmp_path: Path, name="tiny", **overrides) -> Path:
 
 
 def dse(*args, cache: Path, **kwargs) -> subprocess.Popen | subprocess.CompletedProcess:
-    env = {**os.environ, "HOME": str(cache)}  # the persistent compilation cache lives under HOME
-    return subprocess.run([sys.executable, "-m", "dse", *map(str, args)], capture_output=True, text=True, env=env,
-                          timeout=600, **kwargs)
+    # the persistent compilation cache lives under HOME
+    return run_dse(*args, env={"HOME": str(cache)}, timeout=600, **kwargs)
 
 
 def study_of(results: Path, name="tiny", storage=None) -> optuna.Study:

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import requires_fashion_mnist, tiny_train_dict
+from conftest import requires_fashion_mnist, run_dse, tiny_train_dict
 
 from dse.arch import build_model, expand, init_variables
 from dse.errors import ConfigError
@@ -182,8 +182,7 @@ def _train_cli(tmp_path, name: str, cores: set[int] | None, env: dict | None = N
     config = tmp_path / "run.yaml"
     config.write_text(json.dumps(tiny_train_dict(epochs=1, max_steps_per_epoch=2)))
     pin = partial(os.sched_setaffinity, 0, cores) if cores else None
-    out = subprocess.run([sys.executable, "-m", "dse", "train", str(config), "--workdir", str(tmp_path / name)],
-                         capture_output=True, text=True, timeout=300, preexec_fn=pin, env={**os.environ, **(env or {})})
+    out = run_dse("train", config, "--workdir", tmp_path / name, env=env, preexec_fn=pin)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads((tmp_path / name / "results.json").read_text())
 
@@ -195,9 +194,8 @@ def test_dse_train_splits_each_batch_over_one_cpu_device_per_core(tmp_path):
         pytest.skip("one core: nothing to split")
     assert _train_cli(tmp_path, "all", None)["devices"] == data_parallel_count(len(cores), 64, 128)  # tiny_train_dict's batches
     # its checkpoint, saved from two devices, restores in a process with one (export, compress)
-    exported = subprocess.run([sys.executable, "-m", "dse", "export", str(tmp_path / "all"), "--format", "onnx", "--output",
-                               str(tmp_path / "all.onnx")], capture_output=True, text=True, timeout=300,
-                              env={**os.environ, "JAX_NUM_CPU_DEVICES": "1"})
+    exported = run_dse("export", tmp_path / "all", "--format", "onnx", "--output", tmp_path / "all.onnx",
+                       env={"JAX_NUM_CPU_DEVICES": "1"})
     assert exported.returncode == 0 and (tmp_path / "all.onnx").stat().st_size > 0, exported.stderr[-2000:]
     assert _train_cli(tmp_path, "pinned", {cores[0]})["devices"] == 1  # a sweep worker pinned to one core
     assert _train_cli(tmp_path, "chosen", None, {"JAX_NUM_CPU_DEVICES": "1"})["devices"] == 1  # the user's count wins
@@ -206,7 +204,7 @@ def test_dse_train_splits_each_batch_over_one_cpu_device_per_core(tmp_path):
 def test_dse_train_rejects_unknown_keys_in_one_line(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text("model:\n  sr: 0.25\noptim:\n  lr: 0.1\n")
-    out = subprocess.run([sys.executable, "-m", "dse", "train", str(config)], capture_output=True, text=True, timeout=120)
+    out = run_dse("train", config, timeout=120)
     assert out.returncode == 2
     assert out.stderr.strip() == f"dse: error: {config}: optim.lr: unknown key"
 
