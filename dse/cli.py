@@ -325,7 +325,10 @@ def _root(
     debug: Annotated[bool, typer.Option("--debug", help="print the traceback of an unexpected error (also DSE_DEBUG=1)")] = False,
 ) -> None:
     """Design-space exploration for SqueezeNet-family CNNs."""
+    from dse.train.devices import check_device_count_variable
+
     _session.debug = _session.debug or debug
+    check_device_count_variable()
 
 
 @dataclasses.dataclass

@@ -138,3 +138,11 @@ def test_compress_and_evaluate_bad_input_is_one_line_exit_2(tmp_path):
         assert result.returncode == 2, (args, result.stderr)
         assert fragment in result.stderr and len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
     assert sorted(p.name for p in run.iterdir()) == ["config.json"]  # nothing written
+
+
+@pytest.mark.parametrize("command", [["train"], ["sweep", "run", "sweeps/quickstart.yaml"]])
+def test_a_device_count_that_is_not_a_number_is_one_line_exit_2(command):
+    out = run_dse(*command, env={"JAX_NUM_CPU_DEVICES": "two"})
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip() == ("dse: error: JAX_NUM_CPU_DEVICES='two': not a whole number of CPU devices "
+                                  "(1 turns the split over cores off)")

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
+from dse.errors import ConfigError
+
+DEVICE_COUNT_VARIABLE = "JAX_NUM_CPU_DEVICES"
 
 
 def cores_available() -> int:
@@ -27,9 +29,22 @@ def cores_available() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def check_device_count_variable() -> None:
+    """A JAX_NUM_CPU_DEVICES that is not a whole number is one line and exit 2, before JAX's
+    import fails on it with a traceback (every dse command checks it first)."""
+    value = os.environ.get(DEVICE_COUNT_VARIABLE)
+    if value is None:
+        return
+    try:
+        int(value)
+    except ValueError:
+        raise ConfigError(f"{DEVICE_COUNT_VARIABLE}={value!r}: not a whole number of CPU devices "
+                          f"(1 turns the split over cores off)") from None
+
+
 def user_chose_device_count() -> bool:
     """Whether the environment already fixes the CPU device count."""
-    return "JAX_NUM_CPU_DEVICES" in os.environ or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+    return DEVICE_COUNT_VARIABLE in os.environ or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
 
 
 def one_cpu_device_per_core() -> int | None:
@@ -53,6 +68,7 @@ MIN_IMAGES_PER_DEVICE = 16
 
 def data_parallel_shardings(devices: list) -> tuple:
     """(batch sharding, replicated sharding) over ``devices``: batches split on axis 0, state copied."""
+    import numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     mesh = Mesh(np.array(devices), ("data",))
