@@ -176,6 +176,20 @@ def test_jitted_forward_of_each_variant(cfg):
     assert bool(jnp.all(jnp.isfinite(logits)))
 
 
+def test_unoptimised_init_draws_the_optimised_programs_weights():
+    # init_variables compiles its one-shot program without LLVM's optimisations (21 s -> 3 s for a
+    # fresh architecture): the weights must be those of the optimised program, to float rounding.
+    model = build_model(expand(ArchConfig.preset("squeezenet_small", bypass="complex", batch_norm=True)))
+    dummy = jnp.zeros((1, *model.spec.input_shape), jnp.float32)
+    optimised = jax.jit(model.init, static_argnames="train")({"params": jax.random.key(3)}, dummy, train=False)
+    fast = init_variables(model, jax.random.key(3))
+    assert jax.tree.structure(fast) == jax.tree.structure(optimised)
+    for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(optimised), strict=True):
+        assert jnp.allclose(a, b, rtol=1e-6, atol=1e-8)
+    other_seed = init_variables(model, jax.random.key(4))
+    assert not all(jnp.array_equal(a, b) for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(other_seed), strict=True))
+
+
 def test_preset_fields_can_be_overridden_and_unknown_keys_fail():
     assert ArchConfig.preset("squeezenet1_1", sr=0.25).stem == "v1.1"
     with pytest.raises(ValueError, match="extra"):

@@ -205,11 +205,18 @@ def build_model(spec: NetSpec | families.GraphSpec) -> SqueezeNet | GraphNet:
     return GraphNet(spec) if isinstance(spec, families.GraphSpec) else SqueezeNet(spec)
 
 
+INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
 def init_variables(model: SqueezeNet | GraphNet, rng: jax.Array, batch_size: int = 1) -> dict:
     """Initialise ``params`` (and ``batch_stats`` with BatchNorm) for the spec's input shape."""
     dummy = jnp.zeros((batch_size, *model.spec.input_shape), jnp.float32)
-    # Jitted: op-by-op init of a SqueezeNet takes seconds on a CPU, compiled it is one program.
-    return jax.jit(model.init, static_argnames="train")({"params": rng}, dummy, train=False)
+    # Jitted: op-by-op init of a SqueezeNet compiles dozens of small programs. The one program runs
+    # once, so it is compiled without LLVM's optimisations: XLA:CPU took 21 s for a fresh
+    # architecture's init (its threefry draws), longer than 100 training steps, and takes 3 s so.
+    # The draws are integer arithmetic and come out equal; a float rounding may differ (1e-9).
+    init = jax.jit(model.init, static_argnames="train").lower({"params": rng}, dummy, train=False)
+    return init.compile(compiler_options=INIT_COMPILER_OPTIONS)({"params": rng}, dummy)
 
 
 def count_params(params) -> int:
