@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("JAX_NUM_CPU_DEVICES", "1")  # one device: a sweep worker on one core
@@ -31,7 +30,8 @@ from dse.arch import build_model, expand, init_variables  # noqa: E402
 from dse.arch.model import INIT_COMPILER_OPTIONS  # noqa: E402
 from dse.sweep.config import load_sweep  # noqa: E402
 from dse.train.optim import make_optimizer, schedule_arrays  # noqa: E402
-from dse.train.step import create_state, eval_step, train_step  # noqa: E402
+from dse.train.step import create_state, eval_step  # noqa: E402
+from dse.train.trainer import compile_train_step  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 # Small, middle and large feasible candidates of the pareto space, with and without the bypass.
@@ -65,8 +65,7 @@ def measure(cfg, input_shape: tuple[int, ...], num_classes: int) -> dict[str, fl
     def batch(size: int) -> dict:
         return {"image": jnp.zeros((size, *input_shape)), "label": jnp.zeros((size,), jnp.int32), "mask": jnp.ones((size,))}
 
-    step = partial(train_step, schedule_kind=cfg.optim.schedule, label_smoothing=cfg.optim.label_smoothing)
-    _, train_s = timed(lambda: jax.jit(step, donate_argnums=0).lower(state, batch(cfg.batch_size), rng).compile())
+    _, train_s = timed(lambda: compile_train_step(cfg.optim, state, batch(cfg.batch_size), rng))
     _, eval_s = timed(lambda: jax.jit(eval_step).lower(state, batch(cfg.eval_batch_size)).compile())
     return {"params": sum(x.size for x in jax.tree.leaves(variables["params"])),
             "init, XLA default s": init_default_s, "init, level 0 s": init_dse_s, "max weight difference": worst,

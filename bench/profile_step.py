@@ -160,7 +160,6 @@ def instruction_categories(hlo_text: str, kernels: set[tuple[int, ...]]) -> dict
 
 def profile_jax(spec, args) -> tuple[dict[str, float], float, float]:
     """(ms per step by category, wall ms per step, ms to copy one batch from numpy)."""
-    from functools import partial
 
     import jax
     import numpy as np
@@ -169,7 +168,8 @@ def profile_jax(spec, args) -> tuple[dict[str, float], float, float]:
     from dse.arch import build_model, init_variables
     from dse.train import OptimConfig
     from dse.train.optim import make_optimizer, schedule_arrays
-    from dse.train.step import create_state, train_step
+    from dse.train.step import create_state
+    from dse.train.trainer import compile_train_step
 
     model = build_model(spec)
     optim = OptimConfig()
@@ -180,7 +180,7 @@ def profile_jax(spec, args) -> tuple[dict[str, float], float, float]:
     host_images = np.random.default_rng(0).random((args.batch, *spec.input_shape), np.float32)
     batch = {"image": jax.device_put(host_images),
              "label": jax.random.randint(rng, (args.batch,), 0, args.num_classes)}
-    compiled = jax.jit(partial(train_step, schedule_kind=optim.schedule), donate_argnums=0).lower(state, batch, rng).compile()
+    compiled = compile_train_step(optim, state, batch, rng)
     categories = instruction_categories(compiled.as_text(), kernels)
     for _ in range(args.warmup):
         state, metrics = compiled(state, batch, rng)

@@ -59,7 +59,6 @@ def bench_dse(spec, args, devices: int = 1) -> tuple[float, float]:
 
 def dse_stepper(spec, args, devices: int = 1):
     """(a function timing ``n`` steps in images/s, compile seconds), warmed up."""
-    from functools import partial
 
     import jax
 
@@ -67,7 +66,8 @@ def dse_stepper(spec, args, devices: int = 1):
     from dse.train import OptimConfig
     from dse.train.devices import data_parallel_shardings
     from dse.train.optim import make_optimizer, schedule_arrays
-    from dse.train.step import create_state, train_step
+    from dse.train.step import create_state
+    from dse.train.trainer import compile_train_step
 
     model = build_model(spec)
     optim = OptimConfig()
@@ -81,7 +81,7 @@ def dse_stepper(spec, args, devices: int = 1):
         "label": jax.random.randint(rng, (args.batch,), 0, args.num_classes),
     }, split)
     t0 = time.perf_counter()
-    step = jax.jit(partial(train_step, schedule_kind=optim.schedule), donate_argnums=0).lower(state, batch, rng).compile()
+    step = compile_train_step(optim, state, batch, rng)
     compile_s = time.perf_counter() - t0
     carry = [state]
 

@@ -28,7 +28,7 @@ from dse.data import Splits, batches, load_splits, steps_per_epoch
 from dse.errors import ConfigError
 from dse.train import compile_cache
 from dse.train.checkpoint import EpochCheckpoints
-from dse.train.config import TrainConfig
+from dse.train.config import OptimConfig, TrainConfig
 from dse.train.devices import data_parallel_count, data_parallel_shardings
 from dse.train.hooks import Hooks
 from dse.train.optim import make_optimizer, schedule_arrays
@@ -98,6 +98,13 @@ def _mesh_shardings(cfg: TrainConfig) -> tuple[NamedSharding, NamedSharding]:
     a CPU, see :mod:`dse.train.devices`): batches split on axis 0, state replicated."""
     devices = jax.local_devices()
     return data_parallel_shardings(devices[:data_parallel_count(len(devices), cfg.batch_size, cfg.eval_batch_size)])
+
+
+def compile_train_step(optim: OptimConfig, state: TrainState, batch, rng: jax.Array):
+    """:func:`~dse.train.step.train_step` jitted for ``optim`` and compiled for these shapes and
+    shardings (``batch`` may be shapes only), the state donated: what every training loop runs."""
+    step = partial(train_step, schedule_kind=optim.schedule, label_smoothing=optim.label_smoothing)
+    return jax.jit(step, donate_argnums=0).lower(state, batch, rng).compile()
 
 
 def _batch_spec(splits: Splits, batch_size: int, sharding: NamedSharding) -> dict[str, jax.ShapeDtypeStruct]:
@@ -180,8 +187,7 @@ def train_and_evaluate(cfg: TrainConfig, workdir: str | Path, *, hooks: Hooks | 
 
     timer = _Timer()
     t0 = time.perf_counter()
-    step_fn = partial(train_step, schedule_kind=cfg.optim.schedule, label_smoothing=cfg.optim.label_smoothing)
-    train_fn = jax.jit(step_fn, donate_argnums=0).lower(state, _batch_spec(splits, cfg.batch_size, data_sharding), rng).compile()
+    train_fn = compile_train_step(cfg.optim, state, _batch_spec(splits, cfg.batch_size, data_sharding), rng)
     eval_fn = jax.jit(eval_step).lower(state, _batch_spec(splits, cfg.eval_batch_size, data_sharding)).compile()
     timer.add("compile_s", t0)
 
