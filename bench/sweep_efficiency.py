@@ -44,22 +44,24 @@ REFERENCE = (0.1, 1.0)  # chance accuracy on 10 classes, the sweep's size limit 
 ARMS = ("full", "asha")
 
 
-def sweep_file(arm: str, seed: int, args: argparse.Namespace, directory: Path) -> Path:
+def sweep_file(arm: str, seed: int, args: argparse.Namespace) -> Path:
     """The pareto sweep with this arm's pruner, a longer per-candidate budget (so there is
-    something to stop early), the wall-clock budget and no trial cap."""
+    something to stop early), the wall-clock budget and no trial cap, written to a scratch
+    folder of its own (the sweep keeps its copy as ``sweep.yaml`` in its results)."""
     sweep = yaml.safe_load(SPACE_FROM.read_text())
     sweep["name"] = f"efficiency_{arm}_seed{seed}"
+    scratch = Path(tempfile.mkdtemp(prefix=f"dse_{sweep['name']}_"))
     sweep["description"] = f"bench/sweep_efficiency.py: {arm} arm, sampler seed {seed}"
     sweep["base"].update(epochs=args.epochs, max_steps_per_epoch=args.steps_per_epoch)
     # Each arm compiles into an empty cache of its own, as a user's first sweep does: a cache
     # warmed by an earlier arm (or day) hides the compile of every new architecture, a fixed
     # cost per candidate that the arm starting more candidates pays more often.
-    sweep["base"]["compilation_cache_dir"] = tempfile.mkdtemp(prefix=f"dse_jax_cache_{sweep['name']}_")
+    sweep["base"]["compilation_cache_dir"] = str(scratch / "jax_cache")
     sweep["sampler"] = {"name": "nsga2", "seed": seed, "population_size": args.population}
     sweep["budget"] = {"wall_clock_minutes": args.minutes}
     sweep["pruner"] = ({"name": "asha", "min_epochs": 1, "reduction_factor": args.reduction_factor} if arm == "asha"
                        else {"name": "none"})
-    path = directory / f"{sweep['name']}.yaml"
+    path = scratch / f"{sweep['name']}.yaml"
     path.write_text(yaml.safe_dump(sweep, sort_keys=False))
     return path
 
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = {"seed": seed, "arm": arm, **summarize(results), "wall s": round(wall),
                        "from": str(existing[arm, str(seed)])}
             else:
-                path = sweep_file(arm, seed, args, root)
+                path = sweep_file(arm, seed, args)
                 t0 = time.perf_counter()
                 run_sweep(path, workers=args.workers, results_root=root)
                 row = {"seed": seed, "arm": arm, **summarize(dr.load(path.stem, results_root=root)),
