@@ -26,12 +26,12 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dse.arch import build_model, expand, init_variables  # noqa: E402
+from dse.arch import build_model, count_params, expand, init_variables  # noqa: E402
 from dse.arch.model import INIT_COMPILER_OPTIONS  # noqa: E402
 from dse.sweep.config import load_sweep  # noqa: E402
 from dse.train.optim import make_optimizer, schedule_arrays  # noqa: E402
 from dse.train.step import create_state, eval_step  # noqa: E402
-from dse.train.trainer import compile_train_step  # noqa: E402
+from dse.train.trainer import compile_train_step, config_for_data  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 # Small, middle and large feasible candidates of the pareto space, with and without the bypass.
@@ -49,10 +49,10 @@ def timed(fn):
     return out, time.perf_counter() - t0
 
 
-def measure(cfg, input_shape: tuple[int, ...], num_classes: int) -> dict[str, float]:
-    model_cfg = cfg.model.model_copy(update={"input_shape": input_shape, "num_classes": num_classes})
-    model = build_model(expand(type(cfg.model).model_validate(model_cfg.model_dump())))
+def measure(cfg) -> dict[str, float]:
+    model = build_model(expand(cfg.model))
     rng = jax.random.key(cfg.seed)
+    input_shape = cfg.model.input_shape
     dummy = jnp.zeros((1, *input_shape), jnp.float32)
     lowered = jax.jit(model.init, static_argnames="train").lower({"params": rng}, dummy, train=False)
     default, init_default_s = timed(lambda: lowered.compile()({"params": rng}, dummy))
@@ -67,7 +67,7 @@ def measure(cfg, input_shape: tuple[int, ...], num_classes: int) -> dict[str, fl
 
     _, train_s = timed(lambda: compile_train_step(cfg.optim, state, batch(cfg.batch_size), rng))
     _, eval_s = timed(lambda: jax.jit(eval_step).lower(state, batch(cfg.eval_batch_size)).compile())
-    return {"params": sum(x.size for x in jax.tree.leaves(variables["params"])),
+    return {"params": count_params(variables["params"]),
             "init, XLA default s": init_default_s, "init, level 0 s": init_dse_s, "max weight difference": worst,
             "train step s": train_s, "eval step s": eval_s}
 
@@ -82,7 +82,7 @@ def main() -> int:
     shape = tuple(int(x) for x in args.input.split(","))
     rows = []
     for values in CANDIDATES:
-        row = measure(sweep.train_config(values, "bench"), shape, 10)
+        row = measure(config_for_data(sweep.train_config(values, "bench"), shape, 10))
         rows.append(row)
         print({k: (round(v, 2) if isinstance(v, float) and v > 1e-3 else v) for k, v in row.items()}, flush=True)
     print(f"\ncores: {len(os.sched_getaffinity(0))}, jax {jax.__version__}, {jax.default_backend()}; "

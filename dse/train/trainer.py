@@ -89,7 +89,12 @@ class _Timer:
 
 def resolve_config(cfg: TrainConfig, splits: Splits) -> TrainConfig:
     """The config with the model's input shape and class count taken from the data."""
-    model = cfg.model.model_copy(update={"input_shape": splits.train.images.shape[1:], "num_classes": splits.train.num_classes})
+    return config_for_data(cfg, splits.train.images.shape[1:], splits.train.num_classes)
+
+
+def config_for_data(cfg: TrainConfig, input_shape: tuple[int, ...], num_classes: int) -> TrainConfig:
+    """The config with this input shape and class count, the model validated again for them."""
+    model = cfg.model.model_copy(update={"input_shape": input_shape, "num_classes": num_classes})
     return cfg.model_copy(update={"model": type(cfg.model).model_validate(model.model_dump())})
 
 
