@@ -22,9 +22,12 @@ from dse.sweep.asha import (
     PROMOTION,
     STOPPED_AT,
     crowding_distances,
+    hypervolume,
+    hypervolume_contributions,
     pareto_fronts,
     positions,
     promoted_trials,
+    reference_point,
     rung_attr,
 )
 from dse.sweep.config import load_sweep
@@ -38,6 +41,9 @@ GRID = {"model.sr": [0.125, 0.25, 0.5], "model.bypass": ["none", "simple", "comp
 ACCURACY_AND_SIZE = [{"metric": "val_top1", "goal": "maximize"}, {"metric": "model_size_mb", "goal": "minimize"}]
 ACCURACY = [{"metric": "val_top1", "goal": "maximize"}]
 ASHA = {"name": "asha", "min_epochs": 1, "reduction_factor": 3}  # 9 epochs: rungs at epochs 1 and 3
+# The traces below that check retries and duplicates were written for crowding distance, which
+# sends one candidate straight through both rungs (an extreme of every front it meets).
+ASHA_CROWDING = {**ASHA, "tie_break": "crowding"}
 EPOCHS = 9
 
 
@@ -51,7 +57,19 @@ def test_non_dominated_sort_and_crowding_on_hand_made_points():
     # Spans 8 and 8; (3,5): (5-1)/8 + (9-4)/8 = 1.125; (5,4): (9-3)/8 + (5-1)/8 = 1.25.
     assert crowding_distances(front) == [math.inf, 1.125, 1.25, math.inf, 1.125]
     # Extremes first, then (5,4) (more room), then the two (3,5) sharing a place, then the later fronts.
-    assert positions(points) == [0, 3, 2, 0, 5, 6, 3, 7]
+    assert positions(points, "crowding") == [0, 3, 2, 0, 5, 6, 3, 7]
+    # Hypervolume up to (10.9, 10.9) (worst values + a tenth of the span): the front's staircase
+    # gives each point (next x - x) * (previous y - y): (1,9) 2*1.9, (3,5) 2*4, (5,4) 4*1, (9,1) 1.9*3.
+    reference = reference_point(points)
+    assert reference == pytest.approx((10.9, 10.9))
+    assert hypervolume_contributions(front, reference) == pytest.approx([3.8, 8.0, 4.0, 5.7, 8.0])
+    # The two (3,5) first, sharing a place; then (9,1), (5,4), (1,9): extremes get no free pass.
+    assert positions(points) == [4, 0, 3, 2, 5, 6, 0, 7]
+    # Columns between the front's x values, each up from its lowest y: 2*1.9 + 2*5.9 + 4*6.9 + 1.9*9.9;
+    # the points behind the front add nothing.
+    assert hypervolume(points, reference) == pytest.approx(62.01)
+    # Three objectives, by inclusion-exclusion: boxes 27, 16, 8; pairwise overlaps 12, 6, 4; all three 4.
+    assert hypervolume([(1, 1, 1), (2, 2, 0), (3, 0, 2)], (4, 4, 4)) == pytest.approx(27 + 16 + 8 - 12 - 6 - 4 + 4)
 
 
 def test_one_objective_is_plain_ranking():
@@ -74,6 +92,8 @@ INVALID = [
     ({"pruner": {**ASHA, "min_epochs": 12}, "space": {"epochs": {"values": [3, 12]}}},
      "pruner.min_epochs: 12 leaves no rung before the last epoch (12)"),
     ({"pruner": {"name": "median", "min_epochs": 2}}, "pruner: min_epochs applies to asha, not median"),
+    ({"pruner": {**ASHA, "tie_break": "random"}}, "pruner.tie_break: Input should be 'hypervolume' or 'crowding'"),
+    ({"pruner": {"name": "none", "tie_break": "crowding"}}, "pruner: tie_break applies to asha, not none"),
     ({"objectives": [{"metric": "test_top1", "goal": "maximize"}, {"metric": "params", "goal": "minimize"}]},
      "test_top1 is known only at the end of a run"),
     ({"objectives": [{"metric": "val_top1", "goal": "maximize"}, {"metric": "compressed_bytes", "goal": "minimize"}],
@@ -183,7 +203,7 @@ def promotions(study) -> dict[int, int]:
     return {t.number: t.user_attrs[PROMOTED_FROM] for t in study.trials if PROMOTED_FROM in t.user_attrs}
 
 
-# Two objectives, one worker, trials arriving in grid order (#0 .. #8). At rung sizes (MB) and
+# Two objectives, crowding distance, one worker, trials arriving in grid order (#0 .. #8). At rung sizes (MB) and
 # accuracies (final; one offset per epoch keeps the order): #0 .125 none .051/.8655,
 # #1 .125 simple .051/.8755, #2 .125 complex .076/.8705, #3 .25 none .095/.873, #4 .25 simple
 # .095/.883, #5 .25 complex .119/.878, #6 .5 none .182/.888, #7 .5 simple .182/.898, #8 .5 complex
@@ -201,7 +221,7 @@ def promotions(study) -> dict[int, int]:
 #   (the other extreme): promotion #10 completes it.  #7 (n 8) dominates #6, an extreme: on at both
 #   rungs.  #8 (n 9, 3 promotable): front 0 is #1 #4 #7, it is an extreme of front 1: rank 4 of 9.
 # #4 stays paused at rung 1: with four there, #1's run and #7 are the extremes ahead of it.
-EXPECTED_TWO_OBJECTIVES = {
+EXPECTED_CROWDING = {
     (0.125, "none"): "asha: rung 0 (epoch 1): paused at rank 1 of 1, 0 promotable",
     (0.125, "simple"): "completed",
     (0.125, "complex"): "asha: rung 0 (epoch 1): paused at rank 2 of 3, 1 promotable",
@@ -216,8 +236,8 @@ EXPECTED_TWO_OBJECTIVES = {
 
 def test_two_objective_grid_pauses_and_promotes_the_expected_trials_at_each_rung(tmp_path):
     trainer = CheckpointingStub()
-    study = run_workers(write_sweep(tmp_path), trainer)
-    assert decisions(study) == EXPECTED_TWO_OBJECTIVES
+    study = run_workers(write_sweep(tmp_path, pruner=ASHA_CROWDING), trainer)
+    assert decisions(study) == EXPECTED_CROWDING
     assert promotions(study) == {9: 1, 10: 9}
     trainer.check_never_retrained()
     check_rung_records(study)
@@ -237,6 +257,45 @@ def test_two_objective_grid_pauses_and_promotes_the_expected_trials_at_each_rung
     assert trials.set_index("number").loc[[1, 9], "status"].tolist() == ["promoted", "promoted"]
     assert trials.set_index("number").loc[[9, 10], PROMOTED_FROM].tolist() == [1, 9]
     assert (trials["status"] == "pruned").sum() == 6 and (trials["status"] == "completed").sum() == 3
+
+
+# The default, hypervolume contribution, on the same grid and order. Within a front each vector
+# gets the area only it dominates, up to the rung's worst values plus a tenth of their span.
+# Rung 0: #0 #1 pause (n < 3).  #2 (n 3): #1 dominates #0 and #2, and of those two (front 1) #0's
+#   area is larger (.001 x .0247 vs .005 x .0024): rank 3.  #1 is promoted (#9; rung 1, n 1: pauses).
+#   #3 (n 4): behind #1, last.  #4 (n 5, 1 promotable): front 0 is #1 and #4; #1's area (.01175 x
+#   .0435) beats #4's (.0075 x .00435): rank 2.  #5 (n 6, 2 promotable): behind #4, its front's
+#   most accurate end gets the least area: rank 6; #4 is now promotable (#10; rung 1, n 2: pauses).
+#   #6 (n 7): front 0 but behind #1 and #4: rank 3.  #7 (n 8): beats #6: front 0 is #1 #4 #7,
+#   rank 3.  #8 (n 9, 3 promotable): behind #7: rank 8.  #7 is now promotable (#11).
+# Rung 1 (n 3, 1 promotable): #1's, #4's and #7's runs form the front; the middle one (#4's run,
+#   .25 simple) has the most area: promotion #12 trains it to the end.
+# One candidate of nine completes and three of nine pass rung 0: floor(n / 3) at each rung, where
+# crowding distance passed five and completed three (its two extremes always tie first).
+EXPECTED_TWO_OBJECTIVES = {
+    (0.125, "none"): "asha: rung 0 (epoch 1): paused at rank 1 of 1, 0 promotable",
+    (0.125, "simple"): "asha: rung 1 (epoch 3): paused at rank 1 of 1, 0 promotable",
+    (0.125, "complex"): "asha: rung 0 (epoch 1): paused at rank 3 of 3, 1 promotable",
+    (0.25, "none"): "asha: rung 0 (epoch 1): paused at rank 4 of 4, 1 promotable",
+    (0.25, "simple"): "completed",
+    (0.25, "complex"): "asha: rung 0 (epoch 1): paused at rank 6 of 6, 2 promotable",
+    (0.5, "none"): "asha: rung 0 (epoch 1): paused at rank 3 of 7, 2 promotable",
+    (0.5, "simple"): "asha: rung 1 (epoch 3): paused at rank 2 of 3, 1 promotable",
+    (0.5, "complex"): "asha: rung 0 (epoch 1): paused at rank 8 of 9, 3 promotable",
+}
+
+
+def test_hypervolume_tie_break_passes_one_in_reduction_factor_at_each_rung(tmp_path):
+    trainer = CheckpointingStub()
+    study = run_workers(write_sweep(tmp_path), trainer)
+    assert decisions(study) == EXPECTED_TWO_OBJECTIVES
+    assert promotions(study) == {9: 1, 10: 4, 11: 7, 12: 10}
+    trainer.check_never_retrained()
+    check_rung_records(study)
+    runs_at = [{t.system_attrs[rung_attr(rung)]["run"] for t in study.trials if rung_attr(rung) in t.system_attrs}
+               for rung in range(2)]
+    assert [len(runs) for runs in runs_at] == [9, 3]
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) == 1
 
 
 def check_rung_records(study) -> None:
@@ -279,13 +338,13 @@ def test_a_retry_resumes_past_its_rungs_without_recording_them_again(tmp_path):
     """#6 (.5 none, on at both rungs) dies after epoch 5; its retry replays epochs 1-5 from the
     checkpoint, keeps the dead trial's rung records and decisions, and the other trials decide as if
     nothing happened. A candidate suggested again after it paused stops where it paused."""
-    path, trainer = write_sweep(tmp_path), CheckpointingStub(victim=(0.5, "none"), die_after=5)
+    path, trainer = write_sweep(tmp_path, pruner=ASHA_CROWDING), CheckpointingStub(victim=(0.5, "none"), die_after=5)
     study = run_workers(path, trainer)
     dead = study.trials[6]
     assert dead.state == optuna.trial.TrialState.RUNNING and len(study.trials) == 10  # the grid and promotion #9
     study._storage.set_trial_user_attr(dead._trial_id, "worker", f"{socket.gethostname()}:999999999:0")  # its pid is gone
     study = run_workers(path, trainer)
-    assert decisions(study) == EXPECTED_TWO_OBJECTIVES
+    assert decisions(study) == EXPECTED_CROWDING
     (retry,) = [t for t in study.trials if "retry_of" in t.user_attrs]
     assert retry.user_attrs["retry_of"] == 6 and retry.state == optuna.trial.TrialState.COMPLETE
     assert [r["epoch"] for r in retry.user_attrs["history"]] == list(range(1, EPOCHS + 1))
@@ -303,7 +362,7 @@ def test_a_retry_resumes_past_its_rungs_without_recording_them_again(tmp_path):
 def test_a_promotion_taken_twice_trains_once(tmp_path):
     """Two workers that promote one paused trial at the same moment enqueue two promotions; the
     later one is recorded as a duplicate, never trained, and the budget does not count it."""
-    path, trainer = write_sweep(tmp_path), CheckpointingStub()
+    path, trainer = write_sweep(tmp_path, pruner=ASHA_CROWDING), CheckpointingStub()
     study = run_workers(path, trainer, trials=3)  # #0 #1 #2 pause; #1 is promoted (#9)
     (promotion,) = [t for t in study.trials if PROMOTED_FROM in t.user_attrs]
     assert promotion.number == 9 and promoted_trials(study.trials) == {1}
@@ -313,16 +372,16 @@ def test_a_promotion_taken_twice_trains_once(tmp_path):
     duplicate = study.trials[10]
     assert duplicate.state == optuna.trial.TrialState.FAIL and duplicate.user_attrs["status"] == "duplicate"
     assert duplicate.user_attrs["reason"] == "trial 9 is this promotion (two workers promoted at once)"
-    assert decisions(study) == EXPECTED_TWO_OBJECTIVES  # the grid is done: the duplicate took no grid point's place
+    assert decisions(study) == EXPECTED_CROWDING  # the grid is done: the duplicate took no grid point's place
     trainer.check_never_retrained()
     check_rung_records(study)
 
 
 def test_workers_one_after_another_on_one_journal_decide_as_one(tmp_path):
     """A second worker (its own storage object, as a second process) reads the first one's rung records."""
-    path = write_sweep(tmp_path)
+    path = write_sweep(tmp_path, pruner=ASHA_CROWDING)
     run_workers(path, CheckpointingStub(), trials=4)
-    assert decisions(run_workers(path, CheckpointingStub())) == EXPECTED_TWO_OBJECTIVES
+    assert decisions(run_workers(path, CheckpointingStub())) == EXPECTED_CROWDING
 
 
 def test_two_workers_at_once_make_consistent_decisions(tmp_path):
@@ -330,8 +389,8 @@ def test_two_workers_at_once_make_consistent_decisions(tmp_path):
     every run is recorded once per rung it reached, each paused trial is promoted at most once, and
     every pause follows the rule for the trials at the rung when it was made."""
     ran, trainer = [], CheckpointingStub(epoch_s=0.01)
-    study = run_workers(write_sweep(tmp_path), trainer, workers=2, ran=ran)
-    assert sorted(decisions(study)) == sorted(EXPECTED_TWO_OBJECTIVES)
+    study = run_workers(write_sweep(tmp_path, pruner=ASHA_CROWDING), trainer, workers=2, ran=ran)
+    assert sorted(decisions(study)) == sorted(EXPECTED_CROWDING)
     assert len([t for t in study.trials if PROMOTED_FROM not in t.user_attrs]) == 9
     trained = [t for t in study.trials if t.user_attrs.get("status") != "duplicate"]
     assert sorted(ran) != [0, len(trained)] and sum(ran) == len(trained)  # both trained, nothing past the grid

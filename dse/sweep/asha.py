@@ -7,10 +7,17 @@ so dse decides itself, in the worker, each epoch:
   (:func:`rung_epochs`); a trial is judged at the rungs below its own epochs.
 - When a trial reaches rung ``k`` its objective vector (per-epoch metrics as of that
   epoch, static ones from the spec) is recorded in the study, so every worker sees it.
-- Vectors at a rung are ordered by Pareto front (non-dominated sorting), then by crowding
-  distance within a front (larger first); a trial's position is how many vectors are
-  strictly ahead of it, so equal vectors share one (:func:`positions`). With one
-  objective this is ASHA's ranking.
+- Vectors at a rung are ordered by Pareto front (non-dominated sorting), then within a
+  front by hypervolume contribution (``tie_break: hypervolume``, the default: the area only
+  that vector dominates, up to a point just past the rung's worst values) or by NSGA-II's
+  crowding distance (``tie_break: crowding``); larger first. A trial's position is how
+  many vectors are strictly ahead of it, so equal vectors share one (:func:`positions`).
+  With one objective this is ASHA's ranking. Crowding distance gives every front's
+  extremes infinity, so they tie at the top: with two objectives a front's smallest and its
+  most accurate candidate both go on wherever one place is free, and a rung passes more
+  than one in ``reduction_factor`` (measured in ``bench/sweep_efficiency.md``: 4-5 of
+  23-25 candidates trained to the end, not 2-3). Hypervolume contributions are finite and
+  rarely tie.
 - Of the ``n`` runs recorded at a rung, those at positions below ``floor(n / reduction_factor)``
   are promotable (:func:`kept_count`). A trial that arrives at a rung promotable goes on at
   once; any other one *pauses*: it ends as pruned, keeps its checkpoint and its last
@@ -118,22 +125,94 @@ def crowding_distances(points: Sequence[Point]) -> list[float]:
     return [distance[tuple(p)] for p in points]
 
 
-def positions(points: Sequence[Point]) -> list[int]:
-    """How many points are strictly ahead of each one, by front and then by crowding distance
-    (larger first); equal points share a position.
+def hypervolume(points: Sequence[Point], reference: Point) -> float:
+    """The volume the points dominate (all objectives minimised) up to ``reference``, by slicing
+    along the last objective; points not strictly better than ``reference`` everywhere add nothing.
+    Exact and simple, for the tens to hundreds of vectors a rung holds.
 
-    >>> positions([(1, 5), (2, 2), (5, 1), (3, 3), (4, 4)])  # a front of three (two extremes), then two behind
+    >>> hypervolume([(1, 3), (2, 2), (3, 1)], (4, 4))  # a staircase: 3 + 2 + 1
+    6.0
+    >>> hypervolume([(1, 1, 1), (2, 2, 0)], (3, 3, 3))  # boxes 2*2*2 and 1*1*3, overlapping in 1*1*2
+    9.0
+    """
+    ref = np.asarray(reference, float)
+    inside = [p for p in np.asarray(points, float).reshape(-1, len(ref)) if (p < ref).all()]
+    if not inside:
+        return 0.0
+    if len(ref) == 1:
+        return float(ref[0] - min(p[0] for p in inside))
+    inside.sort(key=lambda p: p[-1])
+    volume = 0.0
+    for i, point in enumerate(inside):  # the slab from this point's last value to the next one's
+        top = inside[i + 1][-1] if i + 1 < len(inside) else ref[-1]
+        if top > point[-1]:
+            volume += (top - point[-1]) * hypervolume([p[:-1] for p in inside[:i + 1]], ref[:-1])
+    return float(volume)
+
+
+def hypervolume_contributions(points: Sequence[Point], reference: Point) -> list[float]:
+    """Each point's exclusive hypervolume: what the set loses without it (equal points get
+    the contribution of their one distinct vector, so the order they came in does not matter).
+
+    >>> hypervolume_contributions([(1, 3), (2, 2), (3, 1), (2, 2)], (4, 4))
+    [1.0, 1.0, 1.0, 1.0]
+    >>> hypervolume_contributions([(0, 4), (1, 2), (2, 1), (4, 0)], (5, 5))  # extremes get finite shares
+    [1.0, 2.0, 2.0, 1.0]
+    """
+    distinct = sorted(set(map(tuple, points)))
+    whole = hypervolume(distinct, reference)
+    share = {p: whole - hypervolume([q for q in distinct if q != p], reference) for p in distinct}
+    return [share[tuple(p)] for p in points]
+
+
+def reference_point(points: Sequence[Point]) -> tuple[float, ...]:
+    """A point just worse than every finite value at the rung: its worst value per objective plus
+    a tenth of the span (or 1 where all are equal), so the worst values still bound some volume.
+
+    >>> reference_point([(-0.9, 0.2), (-0.8, 0.6), (math.inf, 0.4)])
+    (-0.79, 0.64)
+    """
+    values = np.asarray(points, float)
+    reference = []
+    for column in values.T:
+        finite = column[np.isfinite(column)]
+        if finite.size == 0:
+            reference.append(0.0)
+            continue
+        span = finite.max() - finite.min()
+        reference.append(round(float(finite.max() + (span / 10 if span > 0 else 1.0)), 12))
+    return tuple(reference)
+
+
+TIE_BREAKS = ("hypervolume", "crowding")
+
+
+def positions(points: Sequence[Point], tie_break: str = "hypervolume") -> list[int]:
+    """How many points are strictly ahead of each one, by front and then, within a front, by
+    ``tie_break``: hypervolume contribution (to :func:`reference_point` of all the points) or
+    crowding distance, larger first; equal points share a position.
+
+    >>> points = [(1, 5), (2, 2), (5, 1), (3, 3), (4, 4)]  # a front of three, then two behind
+    >>> positions(points)  # front contributions up to (5.4, 5.4): 0.4, 9.0, 0.4
+    [1, 0, 1, 3, 4]
+    >>> positions(points, "crowding")  # the two extremes (infinite distance) tie ahead of the middle
     [0, 2, 0, 3, 4]
     >>> positions([(0.10,), (0.30,), (0.20,), (0.20,)])  # one objective: plain ranking, ties shared
     [0, 3, 1, 1]
     """
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
     fronts = pareto_fronts(points)
-    crowding = [0.0] * len(points)
+    reference = reference_point(points) if tie_break == "hypervolume" and len(points) else None
+    score = [0.0] * len(points)
     for front in set(fronts):
         members = [i for i, f in enumerate(fronts) if f == front]
-        for i, distance in zip(members, crowding_distances([points[i] for i in members]), strict=True):
-            crowding[i] = distance
-    keys = [(f, -c) for f, c in zip(fronts, crowding, strict=True)]
+        front_points = [points[i] for i in members]
+        scores = (crowding_distances(front_points) if reference is None
+                  else hypervolume_contributions(front_points, reference))
+        for i, value in zip(members, scores, strict=True):
+            score[i] = value
+    keys = [(f, -c) for f, c in zip(fronts, score, strict=True)]
     ordered = sorted(keys)
     return [bisect.bisect_left(ordered, key) for key in keys]  # how many keys are strictly smaller
 
@@ -187,11 +266,11 @@ def records_at(trials: Sequence[optuna.trial.FrozenTrial], rung: int) -> dict[st
 
 
 def ranked(records: dict[str, optuna.trial.FrozenTrial], rung: int, goals: Sequence[str],
-           reduction_factor: int) -> tuple[dict[str, int], int]:
+           reduction_factor: int, tie_break: str) -> tuple[dict[str, int], int]:
     """Each recorded run's position at ``rung`` and how many positions are promotable."""
     runs = list(records)
     points = [minimised(records[run].system_attrs[rung_attr(rung)]["values"], goals) for run in runs]
-    return dict(zip(runs, positions(points), strict=True)), kept_count(len(points), reduction_factor)
+    return dict(zip(runs, positions(points, tie_break), strict=True)), kept_count(len(points), reduction_factor)
 
 
 def promoted_trials(trials: Sequence[optuna.trial.FrozenTrial]) -> set[int]:
@@ -221,7 +300,7 @@ def enqueue_promotion(study: optuna.Study, sweep: SweepConfig) -> optuna.trial.F
     rungs = rung_epochs(sweep.pruner.min_epochs, sweep.pruner.reduction_factor, sweep.max_epochs())
     for rung in reversed(range(len(rungs))):
         records = records_at(trials, rung)
-        position_of, kept = ranked(records, rung, goals, sweep.pruner.reduction_factor)
+        position_of, kept = ranked(records, rung, goals, sweep.pruner.reduction_factor, sweep.pruner.tie_break)
         promotable = [(position, records[run].number, run) for run, position in position_of.items()
                       if position < kept and records[run].state == optuna.trial.TrialState.PRUNED
                       and records[run].system_attrs.get(STOPPED_AT) == rung and promotion_key(run, rung) not in taken]
@@ -252,6 +331,7 @@ class Rungs:
     goals: list[str]
     epochs: list[int]  # rung k at epochs[k]; rungs at or past the trial's last epoch left out
     reduction_factor: int
+    tie_break: str
 
     @classmethod
     def of(cls, study: optuna.Study, trial: optuna.Trial, run: str, sweep: SweepConfig, epochs: int) -> Rungs:
@@ -259,7 +339,7 @@ class Rungs:
         rungs = rung_epochs(pruner.min_epochs, pruner.reduction_factor, sweep.max_epochs())
         # Pausing a trial at its last epoch would save nothing.
         return cls(study, trial, run, [o.goal for o in sweep.objectives], [e for e in rungs if e < epochs],
-                   pruner.reduction_factor)
+                   pruner.reduction_factor, pruner.tie_break)
 
     def reason_to_stop(self, epoch: int, values: list[float | None]) -> str | None:
         """Why the trial pauses at ``epoch`` with objective ``values``, or None if it goes on."""
@@ -277,7 +357,7 @@ class Rungs:
         storage, trial_id = self.study._storage, self.trial._trial_id
         storage.set_trial_system_attr(trial_id, rung_attr(rung), {"run": self.run, "values": list(values)})
         position_of, kept = ranked(records_at(self.study.get_trials(deepcopy=False), rung), rung, self.goals,
-                                   self.reduction_factor)
+                                   self.reduction_factor, self.tie_break)
         position = position_of[self.run]
         if position < kept:
             return None

@@ -173,10 +173,12 @@ class PrunerConfig(BaseModel):
     warmup_epochs: int = Field(1, ge=0, description="median: epochs before a trial may be pruned")
     min_epochs: int = Field(1, ge=1, description="asha: the epoch of the first rung")
     reduction_factor: int = Field(3, ge=2, description="asha: 1 in this many trials goes on at a rung")
+    tie_break: Literal["hypervolume", "crowding"] = Field(
+        "hypervolume", description="asha: orders the vectors of one Pareto front at a rung (dse.sweep.asha)")
 
     @model_validator(mode="after")
     def _asha_settings_only_for_asha(self) -> PrunerConfig:
-        given = [key for key in ("min_epochs", "reduction_factor") if key in self.model_fields_set]
+        given = [key for key in ("min_epochs", "reduction_factor", "tie_break") if key in self.model_fields_set]
         if given and self.name != "asha":
             raise ValueError(f"{given[0]} applies to asha, not {self.name}")
         return self
