@@ -271,7 +271,7 @@ def test_two_objective_grid_pauses_and_promotes_the_expected_trials_at_each_rung
 # Rung 1 (n 3, 1 promotable): #1's, #4's and #7's runs form the front; the middle one (#4's run,
 #   .25 simple) has the most area: promotion #12 trains it to the end.
 # One candidate of nine completes and three of nine pass rung 0: floor(n / 3) at each rung, where
-# crowding distance passed five and completed three (its two extremes always tie first).
+# crowding distance passed four and completed three (its two extremes always tie first).
 EXPECTED_TWO_OBJECTIVES = {
     (0.125, "none"): "asha: rung 0 (epoch 1): paused at rank 1 of 1, 0 promotable",
     (0.125, "simple"): "asha: rung 1 (epoch 3): paused at rank 1 of 1, 0 promotable",
