@@ -20,6 +20,7 @@ from dse.contract import OVERVIEW_METRICS, loaded_param, stored_param
 from dse.errors import DseError
 from dse.results.metrics import ACCURACIES, METRICS, SHORT_NAMES, metric
 from dse.sweep.asha import dominance
+from dse.sweep.asha import hypervolume as points_hypervolume
 
 MIN_TRIALS_FOR_IMPORTANCE = 8
 
@@ -202,32 +203,29 @@ def pareto_front(trials: pd.DataFrame, objectives: Any) -> pd.Series:
 
 
 def hypervolume(trials: pd.DataFrame, objectives: Any, reference: Sequence[float]) -> float:
-    """The area the front of two objectives dominates, bounded by the ``reference`` point.
+    """The volume the front dominates, bounded by the ``reference`` point (for two objectives, an area).
 
     The usual single number for "how good is this front": larger is better, and it
     grows with every point that extends or fills in the front. ``reference`` holds one
     value per objective, a worst case every counted point must beat (e.g. chance
     accuracy and the size limit); points that do not are ignored. Values are in stored
-    units (fractions, MB).
+    units (fractions, MB). The same exact computation ranks ASHA's rungs
+    (:func:`dse.sweep.asha.hypervolume`).
 
     >>> points = pd.DataFrame({"state": "COMPLETE", "acc": [0.9, 0.8, 0.7], "mb": [2.0, 1.0, 3.0]})
     >>> round(hypervolume(points, {"acc": "maximize", "mb": "minimize"}, (0.5, 4.0)), 3)  # 0.3*3 + 0.1*2
     1.1
+    >>> points["ms"] = [4.0, 1.0, 1.0]  # a third objective: the first point is past ms = 3, the third dominated
+    >>> round(hypervolume(points, {"acc": "maximize", "mb": "minimize", "ms": "minimize"}, (0.5, 4.0, 3.0)), 3)
+    1.8
     """
     goals = _goals(objectives)
-    if len(goals) != 2:
-        raise ResultsError(f"hypervolume is computed for two objectives; got {len(goals)}")
+    if len(reference) != len(goals):
+        raise ResultsError(f"hypervolume: {len(goals)} objectives but a reference point of {len(reference)} values")
     front = trials[pareto_front(trials, objectives)]
     signs = np.array([1.0 if goal == "maximize" else -1.0 for _, goal in goals])
-    points = front[[name for name, _ in goals]].to_numpy(float) * signs  # larger is better on both axes
-    ref = np.asarray(reference, float) * signs
-    points = points[(points > ref).all(axis=1)]
-    area, covered = 0.0, ref[1]
-    for first, second in sorted(map(tuple, points), key=lambda p: -p[0]):  # best first objective first
-        if second > covered:
-            area += (first - ref[0]) * (second - covered)
-            covered = second
-    return float(area)
+    points = front[[name for name, _ in goals]].to_numpy(float) * -signs  # smaller is better on every axis
+    return points_hypervolume(points, np.asarray(reference, float) * -signs)
 
 
 def _goals(objectives: Any) -> list[tuple[str, str]]:
