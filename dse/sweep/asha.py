@@ -39,7 +39,7 @@ import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 
@@ -176,8 +176,8 @@ def reference_point(points: Sequence[Point]) -> tuple[float, ...]:
     """A point just worse than every finite value at the rung: its worst value per objective plus
     a tenth of the span (or 1 where all are equal), so the worst values still bound some volume.
 
-    >>> reference_point([(-0.9, 0.2), (-0.8, 0.6), (math.inf, 0.4)])
-    (-0.79, 0.64)
+    >>> [round(value, 6) for value in reference_point([(-0.9, 0.2), (-0.8, 0.6), (math.inf, 0.4)])]
+    [-0.79, 0.64]
     """
     values = np.asarray(points, float)
     reference = []
@@ -187,14 +187,15 @@ def reference_point(points: Sequence[Point]) -> tuple[float, ...]:
             reference.append(0.0)
             continue
         span = finite.max() - finite.min()
-        reference.append(round(float(finite.max() + (span / 10 if span > 0 else 1.0)), 12))
+        reference.append(float(finite.max() + (span / 10 if span > 0 else 1.0)))
     return tuple(reference)
 
 
-TIE_BREAKS = ("hypervolume", "crowding")
+TieBreak = Literal["hypervolume", "crowding"]  # the schema's pruner.tie_break
+TIE_BREAKS = get_args(TieBreak)
 
 
-def positions(points: Sequence[Point], tie_break: str = "hypervolume") -> list[int]:
+def positions(points: Sequence[Point], tie_break: TieBreak = "hypervolume") -> list[int]:
     """How many points are strictly ahead of each one, by front and then, within a front, by
     ``tie_break``: hypervolume contribution (to :func:`reference_point` of all the points) or
     crowding distance, larger first; equal points share a position.
@@ -210,12 +211,12 @@ def positions(points: Sequence[Point], tie_break: str = "hypervolume") -> list[i
     if tie_break not in TIE_BREAKS:
         raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
     fronts = pareto_fronts(points)
-    reference = reference_point(points) if tie_break == "hypervolume" and len(points) else None
+    reference = reference_point(points) if tie_break == "hypervolume" else None  # one for the whole rung
     score = [0.0] * len(points)
     for front in set(fronts):
         members = [i for i, f in enumerate(fronts) if f == front]
         front_points = [points[i] for i in members]
-        scores = (crowding_distances(front_points) if reference is None
+        scores = (crowding_distances(front_points) if tie_break == "crowding"
                   else hypervolume_contributions(front_points, reference))
         for i, value in zip(members, scores, strict=True):
             score[i] = value
@@ -273,7 +274,7 @@ def records_at(trials: Sequence[optuna.trial.FrozenTrial], rung: int) -> dict[st
 
 
 def ranked(records: dict[str, optuna.trial.FrozenTrial], rung: int, goals: Sequence[str],
-           reduction_factor: int, tie_break: str) -> tuple[dict[str, int], int]:
+           reduction_factor: int, tie_break: TieBreak) -> tuple[dict[str, int], int]:
     """Each recorded run's position at ``rung`` and how many positions are promotable."""
     runs = list(records)
     points = [minimised(records[run].system_attrs[rung_attr(rung)]["values"], goals) for run in runs]
@@ -338,7 +339,7 @@ class Rungs:
     goals: list[str]
     epochs: list[int]  # rung k at epochs[k]; rungs at or past the trial's last epoch left out
     reduction_factor: int
-    tie_break: str
+    tie_break: TieBreak
 
     @classmethod
     def of(cls, study: optuna.Study, trial: optuna.Trial, run: str, sweep: SweepConfig, epochs: int) -> Rungs:

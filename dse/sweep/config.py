@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from dse import config_io
 from dse.contract import METRICS, Source, names
 from dse.errors import ConfigError, SpecError
+from dse.sweep.asha import TieBreak
 from dse.train.config import TrainConfig
 
 # Known before training (from the spec): usable in constraints.
@@ -173,7 +174,7 @@ class PrunerConfig(BaseModel):
     warmup_epochs: int = Field(1, ge=0, description="median: epochs before a trial may be pruned")
     min_epochs: int = Field(1, ge=1, description="asha: the epoch of the first rung")
     reduction_factor: int = Field(3, ge=2, description="asha: 1 in this many trials goes on at a rung")
-    tie_break: Literal["hypervolume", "crowding"] = Field(
+    tie_break: TieBreak = Field(
         "hypervolume", description="asha: orders the vectors of one Pareto front at a rung (dse.sweep.asha)")
 
     @model_validator(mode="after")
