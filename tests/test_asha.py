@@ -27,6 +27,7 @@ from dse.sweep.asha import (
     pareto_fronts,
     positions,
     promoted_trials,
+    reference_bounds,
     reference_point,
     rung_attr,
 )
@@ -70,6 +71,26 @@ def test_non_dominated_sort_and_crowding_on_hand_made_points():
     assert hypervolume(points, reference) == pytest.approx(62.01)
     # Three objectives, by inclusion-exclusion: boxes 27, 16, 8; pairwise overlaps 12, 6, 4; all three 4.
     assert hypervolume([(1, 1, 1), (2, 2, 0), (3, 0, 2)], (4, 4, 4)) == pytest.approx(27 + 16 + 8 - 12 - 6 - 4 + 4)
+
+
+def test_constraint_bounds_the_reference_so_the_large_accurate_end_counts(tmp_path):
+    # Rung 1 (epoch 3) of the 2026-12-02 asha seed-0 bench run, (val top-1, MB) in arrival order:
+    # the 168,138-param network (0.842, 0.641), the most accurate of nine, was measured against a
+    # size just past its own and stayed paused.
+    rung = [(0.842, 0.641), (0.709, 0.069), (0.69, 0.017), (0.776, 0.363), (0.82, 0.153), (0.8, 0.318),
+            (0.486, 0.008), (0.668, 0.028), (0.812, 0.64)]
+    points = [(-accuracy, size) for accuracy, size in rung]
+    kept = 9 // 3
+    assert positions(points)[0] >= kept  # paused: the reference sits at 0.641 + a tenth of the span
+    sweep = load_sweep(write_sweep(tmp_path, constraints=[{"metric": "model_size_mb", "max": 1.0},
+                                                          {"metric": "val_top1", "min": 0.4}]))
+    bounds = reference_bounds(sweep)
+    assert bounds == (-0.4, 1.0)  # (maximised val_top1's min, negated; model_size_mb's max)
+    assert reference_point(points, bounds) == pytest.approx((-0.4, 1.0))
+    assert positions(points, bounds=bounds)[0] < kept  # out to 1 MB its accuracy is worth a place
+    # No constraint on an objective: the rung's own reference; a bound tighter than the values is not used.
+    assert reference_bounds(load_sweep(write_sweep(tmp_path))) == (None, None)
+    assert reference_point(points, (-0.9, 0.5)) == pytest.approx(reference_point(points))
 
 
 def test_one_objective_is_plain_ranking():

@@ -9,7 +9,8 @@ so dse decides itself, in the worker, each epoch:
   epoch, static ones from the spec) is recorded in the study, so every worker sees it.
 - Vectors at a rung are ordered by Pareto front (non-dominated sorting), then within a
   front by hypervolume contribution (``tie_break: hypervolume``, the default: the area only
-  that vector dominates, up to a point just past the rung's worst values) or by NSGA-II's
+  that vector dominates, up to a point just past the rung's worst values, or out to the
+  sweep's constraint where one bounds an objective) or by NSGA-II's
   crowding distance (``tie_break: crowding``); larger first. A trial's position is how
   many vectors are strictly ahead of it, so equal vectors share one (:func:`positions`).
   With one objective this is ASHA's ranking. Crowding distance gives every front's
@@ -172,33 +173,59 @@ def hypervolume_contributions(points: Sequence[Point], reference: Point) -> list
     return [share[tuple(p)] for p in points]
 
 
-def reference_point(points: Sequence[Point]) -> tuple[float, ...]:
-    """A point just worse than every finite value at the rung: its worst value per objective plus
-    a tenth of the span (or 1 where all are equal), so the worst values still bound some volume.
+def reference_point(points: Sequence[Point], bounds: Sequence[float | None] | None = None) -> tuple[float, ...]:
+    """The point contributions are measured to: per objective, a tenth of the span (or 1 where all
+    are equal) past the rung's worst finite value, so the worst values still bound some volume;
+    where the sweep bounds that objective (``bounds``, minimised like the points: a constraint's
+    max, or minus its min), at least that bound. The bound is the region the user asked about:
+    without it, the most accurate and largest candidate of a front is measured against a size
+    just past its own and counts for little (bench/sweep_efficiency.md).
 
-    >>> [round(value, 6) for value in reference_point([(-0.9, 0.2), (-0.8, 0.6), (math.inf, 0.4)])]
+    >>> points = [(-0.9, 0.2), (-0.8, 0.6), (math.inf, 0.4)]
+    >>> [round(value, 6) for value in reference_point(points)]
+    [-0.79, 0.64]
+    >>> [round(value, 6) for value in reference_point(points, (None, 1.0))]  # size <= 1 MB
+    [-0.79, 1.0]
+    >>> [round(value, 6) for value in reference_point(points, (-0.95, 0.5))]  # tighter than the values: ignored
     [-0.79, 0.64]
     """
     values = np.asarray(points, float)
+    bounds = bounds if bounds is not None else [None] * values.shape[1]
     reference = []
-    for column in values.T:
+    for column, bound in zip(values.T, bounds, strict=True):
         finite = column[np.isfinite(column)]
         if finite.size == 0:
-            reference.append(0.0)
+            reference.append(0.0 if bound is None else float(bound))
             continue
         span = finite.max() - finite.min()
-        reference.append(float(finite.max() + (span / 10 if span > 0 else 1.0)))
+        past_worst = float(finite.max() + (span / 10 if span > 0 else 1.0))
+        reference.append(past_worst if bound is None else max(past_worst, float(bound)))
     return tuple(reference)
+
+
+def reference_bounds(sweep: SweepConfig) -> tuple[float | None, ...]:
+    """The sweep's constraint bound on each objective, minimised like the objective vectors
+    (a maximised metric's ``min`` negated), or None where no constraint bounds it; the
+    loosest where several do (every feasible value lies inside it)."""
+    bounds = []
+    for objective in sweep.objectives:
+        if objective.goal == "minimize":
+            limits = [c.max for c in sweep.constraints if c.metric == objective.metric and c.max is not None]
+        else:
+            limits = [-c.min for c in sweep.constraints if c.metric == objective.metric and c.min is not None]
+        bounds.append(max(limits) if limits else None)
+    return tuple(bounds)
 
 
 TieBreak = Literal["hypervolume", "crowding"]  # the schema's pruner.tie_break
 TIE_BREAKS = get_args(TieBreak)
 
 
-def positions(points: Sequence[Point], tie_break: TieBreak = "hypervolume") -> list[int]:
+def positions(points: Sequence[Point], tie_break: TieBreak = "hypervolume",
+              bounds: Sequence[float | None] | None = None) -> list[int]:
     """How many points are strictly ahead of each one, by front and then, within a front, by
-    ``tie_break``: hypervolume contribution (to :func:`reference_point` of all the points) or
-    crowding distance, larger first; equal points share a position.
+    ``tie_break``: hypervolume contribution (to :func:`reference_point` of all the points and
+    ``bounds``) or crowding distance, larger first; equal points share a position.
 
     >>> points = [(1, 5), (2, 2), (5, 1), (3, 3), (4, 4)]  # a front of three, then two behind
     >>> positions(points)  # front contributions up to (5.4, 5.4): 0.4, 9.0, 0.4
@@ -207,11 +234,15 @@ def positions(points: Sequence[Point], tie_break: TieBreak = "hypervolume") -> l
     [0, 2, 0, 3, 4]
     >>> positions([(0.10,), (0.30,), (0.20,), (0.20,)])  # one objective: plain ranking, ties shared
     [0, 3, 1, 1]
+    >>> positions(points, bounds=(None, 10))  # up to (5.4, 10): (1, 5) now adds 1 * 5, ahead of (5, 1)'s 0.4
+    [1, 0, 2, 3, 4]
     """
     if tie_break not in TIE_BREAKS:
         raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
+    if len(points) == 0:  # a rung nobody reached yet
+        return []
     fronts = pareto_fronts(points)
-    reference = reference_point(points) if tie_break == "hypervolume" else None  # one for the whole rung
+    reference = reference_point(points, bounds) if tie_break == "hypervolume" else None  # one for the whole rung
     score = [0.0] * len(points)
     for front in set(fronts):
         members = [i for i, f in enumerate(fronts) if f == front]
@@ -273,12 +304,13 @@ def records_at(trials: Sequence[optuna.trial.FrozenTrial], rung: int) -> dict[st
     return records
 
 
-def ranked(records: dict[str, optuna.trial.FrozenTrial], rung: int, goals: Sequence[str],
-           reduction_factor: int, tie_break: TieBreak) -> tuple[dict[str, int], int]:
+def ranked(records: dict[str, optuna.trial.FrozenTrial], rung: int, sweep: SweepConfig) -> tuple[dict[str, int], int]:
     """Each recorded run's position at ``rung`` and how many positions are promotable."""
     runs = list(records)
+    goals = [o.goal for o in sweep.objectives]
     points = [minimised(records[run].system_attrs[rung_attr(rung)]["values"], goals) for run in runs]
-    return dict(zip(runs, positions(points, tie_break), strict=True)), kept_count(len(points), reduction_factor)
+    order = positions(points, sweep.pruner.tie_break, reference_bounds(sweep))
+    return dict(zip(runs, order, strict=True)), kept_count(len(points), sweep.pruner.reduction_factor)
 
 
 def promoted_trials(trials: Sequence[optuna.trial.FrozenTrial]) -> set[int]:
@@ -304,11 +336,10 @@ def enqueue_promotion(study: optuna.Study, sweep: SweepConfig) -> optuna.trial.F
 
     trials = study.get_trials(deepcopy=False)
     taken = {t.user_attrs[PROMOTION] for t in trials if PROMOTION in t.user_attrs}
-    goals = [o.goal for o in sweep.objectives]
     rungs = rung_epochs(sweep.pruner.min_epochs, sweep.pruner.reduction_factor, sweep.max_epochs())
     for rung in reversed(range(len(rungs))):
         records = records_at(trials, rung)
-        position_of, kept = ranked(records, rung, goals, sweep.pruner.reduction_factor, sweep.pruner.tie_break)
+        position_of, kept = ranked(records, rung, sweep)
         promotable = [(position, records[run].number, run) for run, position in position_of.items()
                       if position < kept and records[run].state == optuna.trial.TrialState.PRUNED
                       and records[run].system_attrs.get(STOPPED_AT) == rung and promotion_key(run, rung) not in taken]
@@ -336,18 +367,15 @@ class Rungs:
     study: optuna.Study
     trial: optuna.Trial
     run: str
-    goals: list[str]
+    sweep: SweepConfig
     epochs: list[int]  # rung k at epochs[k]; rungs at or past the trial's last epoch left out
-    reduction_factor: int
-    tie_break: TieBreak
 
     @classmethod
     def of(cls, study: optuna.Study, trial: optuna.Trial, run: str, sweep: SweepConfig, epochs: int) -> Rungs:
         pruner = sweep.pruner
         rungs = rung_epochs(pruner.min_epochs, pruner.reduction_factor, sweep.max_epochs())
         # Pausing a trial at its last epoch would save nothing.
-        return cls(study, trial, run, [o.goal for o in sweep.objectives], [e for e in rungs if e < epochs],
-                   pruner.reduction_factor, pruner.tie_break)
+        return cls(study, trial, run, sweep, [e for e in rungs if e < epochs])
 
     def reason_to_stop(self, epoch: int, values: list[float | None]) -> str | None:
         """Why the trial pauses at ``epoch`` with objective ``values``, or None if it goes on."""
@@ -364,8 +392,7 @@ class Rungs:
             return None
         storage, trial_id = self.study._storage, self.trial._trial_id
         storage.set_trial_system_attr(trial_id, rung_attr(rung), {"run": self.run, "values": list(values)})
-        position_of, kept = ranked(records_at(self.study.get_trials(deepcopy=False), rung), rung, self.goals,
-                                   self.reduction_factor, self.tie_break)
+        position_of, kept = ranked(records_at(self.study.get_trials(deepcopy=False), rung), rung, self.sweep)
         position = position_of[self.run]
         if position < kept:
             return None
