@@ -195,13 +195,14 @@ def pareto(trials: pd.DataFrame, x: str = "model_size_mb", y: str | None = None,
     labels: dict[tuple[float, float], list[str]] = {}  # seeds of one configuration can land on one point
     for (_, row), px, py in zip(front.iterrows(), fx, fy, strict=True):
         labels.setdefault((px, py), []).append(row_label(row, params))
-    # Neighbouring front points alternate below-right / above-left of their marker, and
-    # labels in the right third of the axis extend leftwards, so none overlaps or is cut off.
+    # Neighbouring front points alternate below / above their marker, so neighbours' labels do
+    # not overlap; labels in the right third of the axis extend leftwards (not cut off) and
+    # above, since one extending left below its point would end beside its neighbour's marker.
     ax.margins(x=0.06, y=0.12)  # room for the labels of the extreme points
     x_right = min(fx) + 0.66 * (max(fx) - min(fx)) if len(fx) else 0.0
     for i, (point, texts) in enumerate(labels.items()):
-        below = i % 2 == 0
         leftwards = point[0] > x_right
+        below = i % 2 == 0 and not leftwards
         ax.annotate("\n".join(dict.fromkeys(texts)), point, textcoords="offset points", fontsize="x-small",
                     xytext=(-4 if leftwards else 4, -8 if below else 8), va="top" if below else "bottom",
                     ha="right" if leftwards else "left")
