@@ -51,10 +51,15 @@ def test_arch_bad_input_is_one_line_exit_2(args, fragment):
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("content", [b"name: caf\xe9\n", bytes(range(256)) * 4, b"name: x\x00\n"],
-                         ids=["latin-1", "binary", "nul"])
-@pytest.mark.parametrize("command", [["sweep", "validate"], ["train"]])
-def test_a_file_that_is_not_utf8_text_is_one_line_exit_2(tmp_path, content, command):
+NOT_UTF8 = {"latin-1": b"name: caf\xe9\n", "binary": bytes(range(256)) * 4, "nul": b"name: x\x00\n"}
+# `dse train` imports JAX (2-3 s a run): the fast tier reads one bad file through it, the full suite all three.
+NOT_UTF8_CASES = [pytest.param(["sweep", "validate"], content, id=f"validate-{name}") for name, content in NOT_UTF8.items()] + [
+    pytest.param(["train"], content, id=f"train-{name}", marks=() if name == "binary" else pytest.mark.slow)
+    for name, content in NOT_UTF8.items()]
+
+
+@pytest.mark.parametrize("command, content", NOT_UTF8_CASES)
+def test_a_file_that_is_not_utf8_text_is_one_line_exit_2(tmp_path, command, content):
     path = tmp_path / "file.yaml"
     path.write_bytes(content)
     result = dse(*command, str(path))

@@ -84,9 +84,10 @@ def assert_same_predictions(got: np.ndarray, expected: np.ndarray) -> float:
 
 
 @requires_fashion_mnist
-@pytest.mark.parametrize("bypass, batch_norm, head_relu", [
-    ("none", True, False), ("none", False, True), ("simple", True, True),
-    ("simple", False, False), ("complex", True, False), ("complex", False, True),
+@pytest.mark.parametrize("bypass, batch_norm, head_relu", [  # the fast tier: each bypass once, BatchNorm on and off
+    ("none", True, False), pytest.param("none", False, True, marks=pytest.mark.slow), ("simple", False, False),
+    pytest.param("simple", True, True, marks=pytest.mark.slow), pytest.param("complex", True, False, marks=pytest.mark.slow),
+    ("complex", False, True),
 ])
 def test_onnx_gives_the_flax_models_logits_on_real_images(pixels, bypass, batch_norm, head_relu):
     cfg = ArchConfig.preset("squeezenet_small", **TINY, bypass=bypass, batch_norm=batch_norm, head_relu=head_relu)
