@@ -24,6 +24,7 @@ from dse.sweep.asha import (
     crowding_distances,
     hypervolume,
     hypervolume_contributions,
+    latest_values,
     pareto_fronts,
     positions,
     promoted_trials,
@@ -428,3 +429,46 @@ def test_two_workers_at_once_make_consistent_decisions(tmp_path):
         rung, epoch, rank, n, kept = map(int, match.groups())
         assert trial.system_attrs[STOPPED_AT] == rung and len(trial.user_attrs["history"]) == epoch
         assert kept == n // 3 and rank > kept and n <= at_rung[rung]
+
+
+# ---- NSGA-II under asha ----
+@pytest.mark.parametrize("sampler_class, generation", [("NSGAIISampler", 0), ("NSGAIIOverRungs", 1)])
+def test_nsga2_counts_paused_candidates_toward_its_generations(tmp_path, sampler_class, generation):
+    # Optuna's GA samplers count a generation as population_size COMPLETE trials: paused (PRUNED)
+    # candidates never count, and an asha sweep stays in the random first generation for good.
+    from dse.sweep import space
+
+    sweep = load_sweep(write_sweep(tmp_path, sampler={"name": "nsga2", "seed": 0, "population_size": 2},
+                                   space={"model.sr": {"low": 0.125, "high": 1.0, "step": 0.125}}, budget={"trials": 9}))
+    sampler = space.make_sampler(sweep)
+    assert type(sampler).__name__ == "NSGAIIOverRungs"  # what an asha sweep gets
+    sampler = getattr(space, sampler_class, None) or getattr(optuna.samplers, sampler_class)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler(seed=0, population_size=2))
+    for run, values in (("a", [0.5, 0.1]), ("b", [0.6, 0.2])):  # two candidates paused at rung 0
+        trial = study.ask()
+        space.suggest(trial, sweep)
+        trial.set_user_attr("run", run)
+        study._storage.set_trial_system_attr(trial._trial_id, rung_attr(0), {"run": run, "values": values})
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    child = study.ask()
+    space.suggest(child, sweep)
+    assert study._storage.get_trial(child._trial_id).system_attrs["NSGAIISampler:generation"] == generation
+    parents = study._storage.get_study_system_attrs(study._study_id).get("NSGAIISampler:parent:1")
+    bred_from = None if parents is None else sorted(parents)  # the two paused candidates, as parents
+    assert bred_from == (None if generation == 0 else [t._trial_id for t in study.trials[:2]])
+    assert [t.state for t in study.trials[:2]] == [optuna.trial.TrialState.PRUNED] * 2  # the study itself unchanged
+
+
+def test_latest_values_take_the_highest_rung_then_the_final_values():
+    def trial(number, state, run, rungs=(), values=None):
+        return optuna.trial.create_trial(
+            state=state, values=values, params={}, distributions={}, user_attrs={"run": run},
+            system_attrs={rung_attr(r): {"run": run, "values": v} for r, v in rungs})
+
+    pruned, complete = optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE
+    trials = [trial(0, pruned, "a", [(0, [0.5, 0.1])]),                 # paused at rung 0
+              trial(1, pruned, "a", [(1, [0.7, 0.1])]),                 # its promotion, paused at rung 1
+              trial(2, pruned, "b", [(0, [0.4, 0.3])]),
+              trial(3, complete, "b", [], values=[0.8, 0.3]),           # b's promotion, trained to the end
+              trial(4, pruned, "c", [(1, [0.6, 0.2]), (0, [0.3, 0.2])])]  # attrs in any order
+    assert latest_values(trials) == {"a": [0.7, 0.1], "b": [0.8, 0.3], "c": [0.6, 0.2]}

@@ -398,3 +398,23 @@ class Rungs:
             return None
         storage.set_trial_system_attr(trial_id, STOPPED_AT, rung)
         return f"{where}: paused at rank {position + 1} of {len(position_of)}, {kept} promotable"
+
+
+def latest_values(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[str, list[float]]:
+    """Each run's objective values as last known: a completed trial's final values, else the
+    values recorded at the highest rung it reached (whichever trial, paused or promoted, did)."""
+    import optuna
+
+    rung_of: dict[str, int] = {}
+    known: dict[str, list[float]] = {}
+    for trial in trials:
+        for key, record in trial.system_attrs.items():
+            if key.startswith("asha:rung_") and isinstance(record, dict):
+                rung = int(key.removeprefix("asha:rung_"))
+                if rung >= rung_of.get(record["run"], -1):
+                    rung_of[record["run"]], known[record["run"]] = rung, list(record["values"])
+    for trial in trials:
+        run = trial.user_attrs.get("run")
+        if trial.state == optuna.trial.TrialState.COMPLETE and run is not None and trial.values is not None:
+            known[run] = list(trial.values)
+    return known

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 from typing import Any
 
@@ -53,7 +54,8 @@ def make_sampler(sweep: SweepConfig, worker_index: int = 0) -> optuna.samplers.B
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
     if name == "nsga2":
         population = sweep.sampler.population_size or 50
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
+        sampler = NSGAIIOverRungs if sweep.pruner.name == "asha" else optuna.samplers.NSGAIISampler
+        return sampler(seed=seed, population_size=population)
     try:
         import scipy  # noqa: F401
         import torch  # noqa: F401
@@ -76,3 +78,55 @@ def make_pruner(sweep: SweepConfig) -> optuna.pruners.BasePruner:
     if sweep.pruner.name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=sweep.max_epochs())
     return optuna.pruners.NopPruner()
+
+
+class _RungView:
+    """The study as NSGA-II sees it under asha: a paused candidate is a completed trial with the
+    values its run last reached (its rung's, or its promotion's final ones).
+
+    Optuna's GA samplers count a generation as ``population_size`` COMPLETE trials and choose
+    parents among them; a paused candidate ends PRUNED, so without this view an asha sweep
+    never leaves the random first generation (every candidate of the 2026-12-02 bench runs
+    had generation 0). Low-fidelity values rank below full ones of the same candidate, so
+    parents come from what is known, better known first. Everything else reads the study.
+    """
+
+    def __init__(self, study: optuna.Study) -> None:
+        self._study = study
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _get_trials(self, deepcopy: bool = True, states: Any = None, use_cache: bool = False) -> list:
+        from dse.sweep.asha import PROMOTED_FROM, latest_values
+
+        trials = self._study._get_trials(deepcopy=False, states=None, use_cache=use_cache)
+        known = latest_values(trials)
+        shown = []
+        for trial in trials:
+            values = known.get(trial.user_attrs.get("run"))
+            if trial.state == optuna.trial.TrialState.PRUNED and values is not None and PROMOTED_FROM not in trial.user_attrs:
+                trial = copy.copy(trial)
+                trial.state, trial.values = optuna.trial.TrialState.COMPLETE, values
+            shown.append(trial)
+        return shown if states is None else [t for t in shown if t.state in states]
+
+    def get_trials(self, deepcopy: bool = True, states: Any = None) -> list:
+        return self._get_trials(deepcopy=deepcopy, states=states)
+
+
+class NSGAIIOverRungs(optuna.samplers.NSGAIISampler):
+    """NSGA-II for asha sweeps: generations and parents counted over every candidate that reached
+    a rung (:class:`_RungView`), not only over those trained to the end."""
+
+    def infer_relative_search_space(self, study, trial):  # noqa: ANN001, ANN201 (Optuna's signature)
+        return super().infer_relative_search_space(_RungView(study), trial)
+
+    def sample_relative(self, study, trial, search_space):  # noqa: ANN001, ANN201
+        return super().sample_relative(_RungView(study), trial, search_space)
+
+
+# Optuna names a GA sampler's generation attrs after its class: keep NSGA-II's, so a study
+# resumed under either class (and anything reading `NSGAIISampler:generation`) sees one count.
+NSGAIIOverRungs._GENERATION_KEY = optuna.samplers.NSGAIISampler._GENERATION_KEY
+NSGAIIOverRungs._PARENT_CACHE_KEY_PREFIX = optuna.samplers.NSGAIISampler._PARENT_CACHE_KEY_PREFIX
