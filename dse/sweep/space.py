@@ -7,6 +7,7 @@ import itertools
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
 
 from dse.contract import loaded_param, stored_param
 from dse.errors import ConfigError
@@ -87,8 +88,9 @@ class _RungView:
     Optuna's GA samplers count a generation as ``population_size`` COMPLETE trials and choose
     parents among them; a paused candidate ends PRUNED, so without this view an asha sweep
     never leaves the random first generation (every candidate of the 2026-12-02 bench runs
-    had generation 0). Low-fidelity values rank below full ones of the same candidate, so
-    parents come from what is known, better known first. Everything else reads the study.
+    had generation 0). A candidate paused early shows less accuracy than it would reach, so
+    elite selection leans to candidates known at higher fidelity: parents come from what is
+    known. Everything else reads the study itself.
     """
 
     def __init__(self, study: optuna.Study) -> None:
@@ -119,10 +121,12 @@ class NSGAIIOverRungs(optuna.samplers.NSGAIISampler):
     """NSGA-II for asha sweeps: generations and parents counted over every candidate that reached
     a rung (:class:`_RungView`), not only over those trained to the end."""
 
-    def infer_relative_search_space(self, study, trial):  # noqa: ANN001, ANN201 (Optuna's signature)
+    def infer_relative_search_space(self, study: optuna.Study,
+                                    trial: optuna.trial.FrozenTrial) -> dict[str, BaseDistribution]:
         return super().infer_relative_search_space(_RungView(study), trial)
 
-    def sample_relative(self, study, trial, search_space):  # noqa: ANN001, ANN201
+    def sample_relative(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         return super().sample_relative(_RungView(study), trial, search_space)
 
 
