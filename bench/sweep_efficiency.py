@@ -35,7 +35,6 @@ import yaml
 
 import dse.results as dr
 from dse.contract import TrialStatus
-from dse.sweep.asha import PROMOTED_FROM
 from dse.sweep.runner import run_sweep
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,19 +74,18 @@ def summarize(results: dr.SweepResults, minutes: float) -> dict:
     budget_end = trials["datetime_start"].min() + pd.Timedelta(minutes=minutes)
     by_budget = trials[trials["datetime_complete"] <= budget_end]
     ran = trials[trials["datetime_complete"].notna() & trials["epochs_completed"].notna()]
-    # A promotion's epochs_completed counts its paused trial's epochs too: count each epoch once.
-    before = ran[PROMOTED_FROM].map(trials.set_index("number")["epochs_completed"]).fillna(0) if PROMOTED_FROM in ran else 0
+    # A promotion, or a candidate bred again, continues its run's checkpoint: each run's epochs count once.
     busy = (ran["datetime_complete"] - ran["datetime_start"]).dt.total_seconds().sum()
     trained = trials["status"].isin([TrialStatus.COMPLETED, TrialStatus.PRUNED, TrialStatus.PROMOTED, TrialStatus.DIVERGED])
-    # A promotion continues a candidate that already started: each candidate counts once.
-    first_trial = trials[PROMOTED_FROM].isna() if PROMOTED_FROM in trials else True
+    # Each candidate counts once, by its run (its checkpoint folder): a promotion continues one
+    # that started, and a candidate NSGA-II breeds again resumes its run (finished or paused).
     return {
-        "started": int((trained & first_trial).sum()),
-        "trained to the end": int((trials["status"] == TrialStatus.COMPLETED).sum()),
+        "started": int(trials.loc[trained, "run"].nunique()),
+        "trained to the end": int(trials.loc[trials["status"] == TrialStatus.COMPLETED, "run"].nunique()),
         "infeasible (never trained)": int((trials["status"] == TrialStatus.INFEASIBLE).sum()),
         "hypervolume": dr.hypervolume(trials, OBJECTIVES, REFERENCE),
         "hypervolume at the budget": dr.hypervolume(by_budget, OBJECTIVES, REFERENCE),
-        "epochs trained": int((ran["epochs_completed"] - before).sum()),
+        "epochs trained": int(ran.groupby("run")["epochs_completed"].max().sum()),
         "busy s": round(busy),  # worker-seconds inside trials: training, evaluation, compiles, checkpoints
     }
 
