@@ -136,6 +136,16 @@ def test_pareto_front_of_the_study_trades_accuracy_for_size(results):
     assert front["model.bypass"].eq("simple").all() and sorted(front["model.sr"]) == [0.125, 0.25, 0.5]
 
 
+def test_a_candidate_suggested_again_is_one_front_point_of_two_trials(results):
+    trials = results.trials
+    front = trials[dr.pareto_front(trials, results.objectives)]
+    again = pd.concat([trials, front.iloc[:1]], ignore_index=True)  # NSGA-II bred it again: it resumed its run
+    again.attrs = trials.attrs
+    legend = [t.get_text() for t in dr.pareto(again).axes[0].get_legend().get_texts()]
+    assert f"Pareto front ({len(front)} points, {len(front) + 1} trials)" in legend
+    assert f"Pareto front ({len(front)})" in [t.get_text() for t in dr.pareto(trials).axes[0].get_legend().get_texts()]
+
+
 def test_export_writes_tables_that_round_trip(results, tmp_path):
     written = dr.export(results, tmp_path)
     assert sorted(p.name for p in written) == ["curves.csv", "curves.parquet", "summary.csv", "trials.csv", "trials.parquet"]

@@ -190,7 +190,10 @@ def pareto(trials: pd.DataFrame, x: str = "model_size_mb", y: str | None = None,
     fx, fy = front[x].astype(float) * xm.scale, front[y].astype(float) * ym.scale
     if x == "compressed_bytes" and y.endswith("_compressed"):
         _float32_beside(ax, front, fx, fy, y.removesuffix("_compressed"), xm.scale)
-    ax.plot(fx, fy, "-o", color="C3", label=f"Pareto front ({len(front)})")
+    # A candidate suggested again (it resumes its run) is another trial on the same point.
+    points = len(set(zip(fx, fy, strict=True)))
+    ax.plot(fx, fy, "-o", color="C3",
+            label=f"Pareto front ({points})" if points == len(front) else f"Pareto front ({points} points, {len(front)} trials)")
     params = list(label_params) if label_params is not None else _label_params(trials)
     labels: dict[tuple[float, float], list[str]] = {}  # seeds of one configuration can land on one point
     for (_, row), px, py in zip(front.iterrows(), fx, fy, strict=True):
