@@ -285,9 +285,12 @@ PROMOTED_FROM = "promoted_from"  # user attr of a promotion: the paused trial it
 PROMOTION = "asha_promotion"  # user attr of a promotion: "<run>@<rung>"; one promotion per paused run and rung
 
 
+RUNG_ATTR_PREFIX = "asha:rung_"
+
+
 def rung_attr(rung: int) -> str:
     """The trial system attr holding its record at ``rung``: ``{"run": run key, "values": [...]}``."""
-    return f"asha:rung_{rung}"
+    return f"{RUNG_ATTR_PREFIX}{rung}"
 
 
 def promotion_key(run: str, rung: int) -> str:
@@ -409,8 +412,8 @@ def latest_values(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[str, list[
     known: dict[str, list[float]] = {}
     for trial in trials:
         for key, record in trial.system_attrs.items():
-            if key.startswith("asha:rung_") and isinstance(record, dict):
-                rung = int(key.removeprefix("asha:rung_"))
+            if key.startswith(RUNG_ATTR_PREFIX) and isinstance(record, dict):
+                rung = int(key.removeprefix(RUNG_ATTR_PREFIX))
                 if rung >= rung_of.get(record["run"], -1):
                     rung_of[record["run"]], known[record["run"]] = rung, list(record["values"])
     for trial in trials:
