@@ -136,6 +136,20 @@ def test_pareto_front_of_the_study_trades_accuracy_for_size(results):
     assert front["model.bypass"].eq("simple").all() and sorted(front["model.sr"]) == [0.125, 0.25, 0.5]
 
 
+def test_hypervolume_over_time_steps_up_to_the_study_front_at_each_completion(results):
+    trials, reference = results.trials, (0.0, 10.0)
+    curve = dr.hypervolume_over_time(trials, results.objectives, reference)
+    assert curve.iloc[-1] > 0
+    assert curve.iloc[-1] == pytest.approx(dr.hypervolume(trials, results.objectives, reference))
+    assert curve.is_monotonic_increasing and curve.index.is_monotonic_increasing and curve.iloc[0] == 0.0
+    start = trials["datetime_start"].min()
+    for minutes in curve.index[1:]:  # each step is the front of the trials completed by then
+        by_then = start + pd.Timedelta(minutes=minutes) + pd.Timedelta(microseconds=1)  # float minutes round
+        done = trials[trials["datetime_complete"] <= by_then]
+        assert dr.hypervolume_at(curve, minutes) == pytest.approx(dr.hypervolume(done, results.objectives, reference))
+    assert dr.hypervolume_at(curve, 1e9) == curve.iloc[-1]
+
+
 def test_a_candidate_suggested_again_is_one_front_point_of_two_trials(results):
     trials = results.trials
     front = trials[dr.pareto_front(trials, results.objectives)]

@@ -19,6 +19,8 @@ from dse.results.analysis import (
     compare_to_baseline,
     difference_interval,
     hypervolume,
+    hypervolume_at,
+    hypervolume_over_time,
     overview,
     param_importance,
     pareto_front,
@@ -55,7 +57,7 @@ from dse.results.plots import (
 __all__ = [
     "METRICS", "Metric", "ResultsError", "SweepResults", "accuracy_metric", "aggregate", "baseline_points", "best",
     "compare_pairs", "compare_to_baseline", "describe", "difference_interval", "draw_all", "export", "family_label", "figures",
-    "frames_from_study", "hypervolume",
+    "frames_from_study", "hypervolume", "hypervolume_at", "hypervolume_over_time",
     "importance", "learning_curves", "list_sweeps", "load", "load_many", "macro_comparison", "metaparameter_sweep", "metric",
     "overview", "paper", "paper_comparison", "param_importance", "pareto", "pareto_front", "reference_points", "short_label",
     "swept_params", "table", "tradeoff", "trial_curves",
