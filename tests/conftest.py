@@ -15,10 +15,15 @@ requires_fashion_mnist = pytest.mark.skipif(
 )
 
 
-def run_dse(*args, env: dict | None = None, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
-    """``python -m dse ARGS`` as a user runs it, output captured; ``env`` adds to this process's environment."""
-    return subprocess.run([sys.executable, "-m", "dse", *map(str, args)], capture_output=True, text=True, timeout=timeout,
+def run_python(*args, env: dict | None = None, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """``python ARGS`` in a new process, output captured; ``env`` adds to this process's environment."""
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})}, **kwargs)
+
+
+def run_dse(*args, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m dse ARGS`` as a user runs it (``run_python``'s options)."""
+    return run_python("-m", "dse", *args, **kwargs)
 
 
 def tiny_train_dict(**overrides) -> dict:

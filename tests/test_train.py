@@ -2,15 +2,13 @@
 
 import json
 import os
-import subprocess
-import sys
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import requires_fashion_mnist, run_dse, tiny_train_dict
+from conftest import requires_fashion_mnist, run_dse, run_python, tiny_train_dict
 
 from dse.arch import build_model, expand, init_variables
 from dse.errors import ConfigError
@@ -167,10 +165,9 @@ print(json.dumps(report))
 """
 
 
-@pytest.mark.slow  # 15 s: a subprocess, since the device count is fixed when JAX starts
+@pytest.mark.slow  # 50 s: a subprocess, since the device count is fixed when JAX starts
 def test_a_step_split_over_two_cpu_devices_computes_the_single_device_step():
-    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "2"}
-    out = subprocess.run([sys.executable, "-c", SPLIT_STEP_SCRIPT], capture_output=True, text=True, env=env, timeout=300)
+    out = run_python("-c", SPLIT_STEP_SCRIPT, env={"JAX_NUM_CPU_DEVICES": "2"})
     assert out.returncode == 0, out.stderr[-2000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["devices"] == 2 and abs(report["loss"][0] - report["loss"][1]) < 1e-10, report
@@ -190,8 +187,7 @@ print(jax.device_count())
 
 def _device_count_in_a_process(cores: set[int] | None = None, env: dict | None = None) -> int:
     pin = partial(os.sched_setaffinity, 0, cores) if cores else None
-    out = subprocess.run([sys.executable, "-c", DEVICES_SCRIPT], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, **(env or {})}, preexec_fn=pin)
+    out = run_python("-c", DEVICES_SCRIPT, env=env, timeout=120, preexec_fn=pin)
     assert out.returncode == 0, out.stderr[-2000:]
     return int(out.stdout.split()[-1])
 
