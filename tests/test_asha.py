@@ -1,6 +1,7 @@
 """ASHA for one objective or several: the ranking on hand-made points, and real workers on a
 real journal study with the stub trainer of ``results_fixture`` (so every metric is known)."""
 
+import datetime
 import math
 import re
 import socket
@@ -18,9 +19,11 @@ from dse.errors import ConfigError
 from dse.results.frames import frames_from_study
 from dse.sweep import worker as worker_module
 from dse.sweep.asha import (
+    FINISH,
     PROMOTED_FROM,
     PROMOTION,
     STOPPED_AT,
+    Pace,
     crowding_distances,
     hypervolume,
     hypervolume_contributions,
@@ -472,3 +475,77 @@ def test_latest_values_take_the_highest_rung_then_the_final_values():
               trial(3, complete, "b", [], values=[0.8, 0.3]),           # b's promotion, trained to the end
               trial(4, pruned, "c", [(1, [0.6, 0.2]), (0, [0.3, 0.2])])]  # attrs in any order
     assert latest_values(trials) == {"a": [0.7, 0.1], "b": [0.8, 0.3], "c": [0.6, 0.2]}
+
+
+# ---- the budget's end ----
+def test_pace_counts_each_runs_epochs_once_and_scales_by_its_epoch_time():
+    start = datetime.datetime(2026, 12, 3, 6, 0)
+
+    def trial(run, seconds, epochs, epoch_train_s, state=optuna.trial.TrialState.PRUNED):
+        frozen = optuna.trial.create_trial(
+            state=state, values=[0.8, 0.1] if state == optuna.trial.TrialState.COMPLETE else None, params={},
+            distributions={}, user_attrs={"run": run, "history": [{"epoch": e, "epoch_train_s": epoch_train_s}
+                                                                   for e in range(1, epochs + 1)]})
+        frozen.datetime_start, frozen.datetime_complete = start, start + datetime.timedelta(seconds=seconds)
+        return frozen
+
+    assert Pace.of([]) is None
+    infeasible = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params={}, distributions={})
+    # Run a paused after 1 epoch (60 s), its promotion replays it and trains 8 more (300 s); run b paused (40 s).
+    pace = Pace.of([trial("a", 60, 1, 30.0), trial("a", 300, 9, 30.0, optuna.trial.TrialState.COMPLETE),
+                    trial("b", 40, 1, 10.0), infeasible])
+    assert pace.busy_s_per_epoch == pytest.approx(400 / 10)  # 10 epochs trained, not 11
+    assert pace.relative == pytest.approx({"a": 1.5, "b": 0.5})
+    assert pace.seconds(6, "b") == pytest.approx(120) and pace.seconds(9) == pytest.approx(360)
+
+
+def run_to_the_end(path: Path, seconds_left: float, busy_s_per_epoch: float = 100.0) -> optuna.Study:
+    """One worker on the study at ``path`` whose budget ends in ``seconds_left``, with the study's
+    epochs taking ``busy_s_per_epoch`` (the stub's take milliseconds); the relative speeds are the
+    study's own (the stub's epoch train time rises with SR)."""
+    sweep = load_sweep(path)
+    directory = path.parent / "results"
+    real = Pace.of
+
+    def slow(trials):
+        pace = real(trials)
+        return Pace(busy_s_per_epoch, pace.relative if pace else {})
+
+    with mock.patch.object(worker_module, "train_and_evaluate", CheckpointingStub()), \
+            mock.patch.object(worker_module, "load_splits", _fake_splits), mock.patch.object(Pace, "of", slow):
+        Worker(open_study(sweep, directory, None), sweep, directory, deadline=time.time() + seconds_left).run()
+    return open_study(sweep, directory, None)
+
+
+# After the grid of EXPECTED_TWO_OBJECTIVES: two runs paused at rung 1 (epoch 3), six at rung 0. At
+# 100 s per epoch and the stub's relative speeds (SR .125: 0.93, .25: 0.98, .5: 1.09), a new
+# candidate needs 900 s; the rung-1 runs need 6 more epochs (556 s at SR .125, 655 s at SR .5),
+# the rung-0 runs 8 (742, 785 and 873 s).
+@pytest.mark.parametrize("seconds_left, finished", [
+    (600, [(0.125, "simple")]),  # only the faster rung-1 run fits
+    (800, [(0.125, "simple"), (0.5, "simple"), (0.125, "none"), (0.125, "complex"), (0.25, "none"), (0.25, "complex")]),
+], ids=["600s", "800s"])
+def test_at_the_budgets_end_paused_trials_that_fit_train_to_the_end(tmp_path, seconds_left, finished):
+    path = write_sweep(tmp_path)
+    run_workers(path, CheckpointingStub())
+    study = run_to_the_end(path, seconds_left)
+    assert len(study.trials) == 13 + len(finished)  # the grid and its four promotions, then these
+    ends = study.trials[13:]
+    assert [candidate(t) for t in ends] == [candidate(study.trials[t.user_attrs[PROMOTED_FROM]]) for t in ends]
+    assert sorted(candidate(t) for t in ends) == sorted(finished)
+    rungs = [int(t.user_attrs[PROMOTION].rsplit("@", 1)[1]) for t in ends]
+    assert rungs == sorted(rungs, reverse=True)  # the highest rung first
+    for trial in ends:  # to the end: past rung 1 too, where only one in three would go on
+        assert trial.user_attrs[FINISH] and trial.state == optuna.trial.TrialState.COMPLETE
+        assert len(trial.user_attrs["history"]) == EPOCHS
+    check_rung_records(study)
+    still_paused = set(EXPECTED_TWO_OBJECTIVES) - set(finished) - {(0.25, "simple")}
+    assert {c for c, fate in decisions(study).items() if fate != "completed"} == still_paused
+
+
+def test_at_the_budgets_end_no_new_candidate_starts(tmp_path):
+    """A sampled sweep whose budget ends before a new candidate could train: the worker stops
+    without asking the sampler (nothing is paused yet, so nothing can end)."""
+    path = write_sweep(tmp_path, sampler={"name": "random", "seed": 0}, budget={"wall_clock_minutes": 20, "trials": 3})
+    assert len(run_to_the_end(path, seconds_left=600).trials) == 0
+    assert len(run_to_the_end(path, seconds_left=1000).trials) >= 3  # 900 s fit: it samples

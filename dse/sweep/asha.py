@@ -32,6 +32,15 @@ so dse decides itself, in the worker, each epoch:
 This is ASHA as Li et al. (2020) wrote it: nothing waits for a rung to fill, and the
 first trials at a rung do not go on merely for being first (``floor``: with fewer than
 ``reduction_factor`` trials at a rung, none is promotable yet).
+
+Under a wall-clock budget dse adds an end (:func:`enqueue_finish`): once a new candidate could
+no longer train all its epochs before the budget ends (:class:`Pace` estimates how long that
+takes, from the study's own trials), no new candidate starts. A worker instead promotes a paused
+trial *to the end* (it records its vectors at the rungs above but never pauses again): the best
+one, highest rung first, then by position, among those whose remaining epochs fit in the time
+left; when none fits, the worker stops. Without it the last minutes went to candidates that paused
+after one epoch, and the front at the budget held only the few trials that had passed every rung
+(``bench/sweep_efficiency.md``).
 """
 
 from __future__ import annotations
@@ -283,6 +292,7 @@ def minimised(values: Sequence[float | None], goals: Sequence[str]) -> tuple[flo
 STOPPED_AT = "asha:stopped_at"  # trial system attr: the rung index where ASHA paused the trial
 PROMOTED_FROM = "promoted_from"  # user attr of a promotion: the paused trial it continues (a results column)
 PROMOTION = "asha_promotion"  # user attr of a promotion: "<run>@<rung>"; one promotion per paused run and rung
+FINISH = "asha_finish"  # user attr of a promotion at the budget's end: it trains to the end, never paused again
 
 
 RUNG_ATTR_PREFIX = "asha:rung_"
@@ -331,27 +341,103 @@ def duplicate_of(trials: Sequence[optuna.trial.FrozenTrial], trial: optuna.trial
                  if t.number < trial.number and t.user_attrs.get(PROMOTION) == key), None)
 
 
-def enqueue_promotion(study: optuna.Study, sweep: SweepConfig) -> optuna.trial.FrozenTrial | None:
-    """Enqueue the continuation of the best paused trial that is promotable now, highest rung first;
-    returns the paused trial, or None if there is none. The continuation is a WAITING trial with
-    the same values (so the same run and checkpoint), popped like any other."""
+@dataclass(frozen=True)
+class Paused:
+    """A trial ASHA paused at a rung and nobody has promoted from there yet."""
+
+    trial: optuna.trial.FrozenTrial
+    run: str
+    rung: int
+    epoch: int  # the rung's epoch: how many epochs its run has trained
+    position: int  # how many runs at the rung are ahead of it
+    promotable: bool  # within floor(n / reduction_factor) of the rung
+
+
+def paused_trials(study: optuna.Study, sweep: SweepConfig) -> list[Paused]:
+    """Every paused, unpromoted trial, highest rung first, then by position (best first)."""
     import optuna
 
     trials = study.get_trials(deepcopy=False)
     taken = {t.user_attrs[PROMOTION] for t in trials if PROMOTION in t.user_attrs}
     rungs = rung_epochs(sweep.pruner.min_epochs, sweep.pruner.reduction_factor, sweep.max_epochs())
+    paused = []
     for rung in reversed(range(len(rungs))):
         records = records_at(trials, rung)
         position_of, kept = ranked(records, rung, sweep)
-        promotable = [(position, records[run].number, run) for run, position in position_of.items()
-                      if position < kept and records[run].state == optuna.trial.TrialState.PRUNED
-                      and records[run].system_attrs.get(STOPPED_AT) == rung and promotion_key(run, rung) not in taken]
-        if promotable:
-            _, number, run = min(promotable)
-            paused = records[run]
-            study.enqueue_trial(paused.params, user_attrs={PROMOTED_FROM: number, PROMOTION: promotion_key(run, rung)},
-                                skip_if_exists=False)
-            return paused
+        paused += sorted((Paused(records[run], run, rung, rungs[rung], position, position < kept)
+                          for run, position in position_of.items()
+                          if records[run].state == optuna.trial.TrialState.PRUNED
+                          and records[run].system_attrs.get(STOPPED_AT) == rung
+                          and promotion_key(run, rung) not in taken),
+                         key=lambda p: (p.position, p.trial.number))
+    return paused
+
+
+def _promote(study: optuna.Study, paused: Paused, finish: bool = False) -> optuna.trial.FrozenTrial:
+    """Enqueue the continuation of ``paused``: a WAITING trial with the same values (so the same
+    run and checkpoint), popped like any other."""
+    attrs = {PROMOTED_FROM: paused.trial.number, PROMOTION: promotion_key(paused.run, paused.rung)}
+    study.enqueue_trial(paused.trial.params, user_attrs={**attrs, FINISH: True} if finish else attrs,
+                        skip_if_exists=False)
+    return paused.trial
+
+
+def enqueue_promotion(study: optuna.Study, sweep: SweepConfig) -> optuna.trial.FrozenTrial | None:
+    """Enqueue the continuation of the best paused trial that is promotable now, highest rung first;
+    returns the paused trial, or None if there is none."""
+    promotable = [p for p in paused_trials(study, sweep) if p.promotable]
+    return _promote(study, promotable[0]) if promotable else None
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How long epochs take in this study, from its finished trials: busy seconds (compiles,
+    evaluation, checkpoints and all) per epoch trained, and each run's epoch train time relative
+    to the mean of all runs, since candidates differ 2x in speed. An average over short trials
+    carries their compiles, so it errs long, towards not starting what cannot end."""
+
+    busy_s_per_epoch: float
+    relative: dict[str, float]  # run -> its mean epoch train time / the mean over runs
+
+    def seconds(self, epochs: int, run: str | None = None) -> float:
+        """How long ``epochs`` more epochs of ``run`` take (a new candidate: the average run)."""
+        return epochs * self.busy_s_per_epoch * self.relative.get(run, 1.0)
+
+    @classmethod
+    def of(cls, trials: Sequence[optuna.trial.FrozenTrial]) -> Pace | None:
+        """The pace of the finished trials that trained, or None before any did."""
+        busy, epochs_of, train_s_of = 0.0, {}, {}
+        for trial in trials:
+            history, run = trial.user_attrs.get("history"), trial.user_attrs.get("run")
+            if not history or run is None or trial.datetime_start is None or trial.datetime_complete is None:
+                continue  # running, never trained (infeasible, duplicate) or from a worker that wrote no history
+            busy += (trial.datetime_complete - trial.datetime_start).total_seconds()
+            # A promotion replays its run's earlier epochs from the checkpoint: each run's epochs count once.
+            epochs_of[run] = max(epochs_of.get(run, 0), history[-1]["epoch"])
+            times = [record["epoch_train_s"] for record in history if "epoch_train_s" in record]
+            if times:
+                train_s_of[run] = sum(times) / len(times)
+        if not epochs_of:
+            return None
+        mean = sum(train_s_of.values()) / len(train_s_of) if train_s_of else 0.0
+        relative = {run: s / mean for run, s in train_s_of.items()} if mean > 0 else {}
+        return cls(busy / sum(epochs_of.values()), relative)
+
+
+def finishing(study: optuna.Study, sweep: SweepConfig, seconds_left: float) -> Pace | None:
+    """The study's pace if a new candidate could no longer train all its epochs in ``seconds_left``
+    (the budget's end has come), else None (no pace known yet, or time enough)."""
+    pace = Pace.of(study.get_trials(deepcopy=False))
+    return pace if pace is not None and pace.seconds(sweep.max_epochs()) > seconds_left else None
+
+
+def enqueue_finish(study: optuna.Study, sweep: SweepConfig, seconds_left: float, pace: Pace) -> optuna.trial.FrozenTrial | None:
+    """At the budget's end: enqueue a promotion to the end of the best paused trial (highest rung,
+    then position) whose remaining epochs fit in ``seconds_left``; returns it, or None if none fits.
+    Remaining epochs count to the sweep's longest run, so a candidate with fewer errs long."""
+    for paused in paused_trials(study, sweep):
+        if pace.seconds(sweep.max_epochs() - paused.epoch, paused.run) <= seconds_left:
+            return _promote(study, paused, finish=True)
     return None
 
 
@@ -372,13 +458,14 @@ class Rungs:
     run: str
     sweep: SweepConfig
     epochs: list[int]  # rung k at epochs[k]; rungs at or past the trial's last epoch left out
+    finish: bool = False  # a promotion at the budget's end: records its vectors, never pauses
 
     @classmethod
     def of(cls, study: optuna.Study, trial: optuna.Trial, run: str, sweep: SweepConfig, epochs: int) -> Rungs:
         pruner = sweep.pruner
         rungs = rung_epochs(pruner.min_epochs, pruner.reduction_factor, sweep.max_epochs())
         # Pausing a trial at its last epoch would save nothing.
-        return cls(study, trial, run, sweep, [e for e in rungs if e < epochs])
+        return cls(study, trial, run, sweep, [e for e in rungs if e < epochs], bool(trial.user_attrs.get(FINISH)))
 
     def reason_to_stop(self, epoch: int, values: list[float | None]) -> str | None:
         """Why the trial pauses at ``epoch`` with objective ``values``, or None if it goes on."""
@@ -397,7 +484,7 @@ class Rungs:
         storage.set_trial_system_attr(trial_id, rung_attr(rung), {"run": self.run, "values": list(values)})
         position_of, kept = ranked(records_at(self.study.get_trials(deepcopy=False), rung), rung, self.sweep)
         position = position_of[self.run]
-        if position < kept:
+        if position < kept or self.finish:
             return None
         storage.set_trial_system_attr(trial_id, STOPPED_AT, rung)
         return f"{where}: paused at rank {position + 1} of {len(position_of)}, {kept} promotable"

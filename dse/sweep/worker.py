@@ -27,7 +27,15 @@ from dse.arch import expand, summarize
 from dse.contract import LATENCIES, RunResult, Source, SweepLayout, TrialStatus, names, run_metrics
 from dse.data import Splits, load_splits
 from dse.errors import DseError
-from dse.sweep.asha import PROMOTED_FROM, Rungs, duplicate_of, enqueue_promotion, promoted_trials
+from dse.sweep.asha import (
+    PROMOTED_FROM,
+    Rungs,
+    duplicate_of,
+    enqueue_finish,
+    enqueue_promotion,
+    finishing,
+    promoted_trials,
+)
 from dse.sweep.config import SweepConfig
 from dse.sweep.space import SEED_PARAM, suggest
 from dse.train import Hooks, train_and_evaluate
@@ -161,8 +169,15 @@ class Worker:
         while True:
             recover_dead_trials(self.study, self.sweep.budget.max_retries)
             late = self.deadline is not None and time.time() > self.deadline
+            ending = False  # the budget's end: no new candidate, it could not train all its epochs
             if self.sweep.pruner.name == "asha" and not late:
-                enqueue_promotion(self.study, self.sweep)  # ASHA: a promotable paused trial before a new one
+                left = None if self.deadline is None else self.deadline - time.time()
+                pace = None if left is None else finishing(self.study, self.sweep, left)
+                if pace is None:
+                    enqueue_promotion(self.study, self.sweep)  # ASHA: a promotable paused trial before a new one
+                else:
+                    ending = True
+                    enqueue_finish(self.study, self.sweep, left, pace)  # the best paused trial that can end
             waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
             # A dead worker's retried trial is not counted, so its retry still fits the budget.
             spent = total is not None and counted_trials(self.study) + self._running() >= total
@@ -173,19 +188,23 @@ class Worker:
                     time.sleep(POLL_S)  # stay to recover a trial whose worker dies
                     continue
                 return ran
-            trial = self._next_trial()
+            trial = self._next_trial(sample=not ending)
             if trial is None:
-                continue  # another worker took the last grid point since we looked: see what is left
+                if ending:  # nothing left that ends before the budget, unless a running trial pauses soon
+                    if not self._running():
+                        return ran
+                    time.sleep(POLL_S)
+                continue  # or another worker took the last grid point since we looked: see what is left
             self.run_trial(trial)
             ran += 1
 
-    def _next_trial(self) -> optuna.Trial | None:
-        """The next trial to train: a waiting one (promotions first), else a new sample. A grid
-        sweep takes enqueued points only: ``ask`` with none left (another worker just took the
-        last) would sample an extra candidate."""
-        trial_id = pop_waiting_trial(self.study)
+    def _next_trial(self, sample: bool = True) -> optuna.Trial | None:
+        """The next trial to train: a waiting one (promotions first), else a new sample; without
+        ``sample``, only a trial that continues a run. A grid sweep takes enqueued points only:
+        ``ask`` with none left (another worker just took the last) would sample an extra candidate."""
+        trial_id = pop_waiting_trial(self.study, new_candidates=sample)
         if trial_id is None:
-            return None if self.sweep.sampler.name == "grid" else self.study.ask()
+            return self.study.ask() if sample and self.sweep.sampler.name != "grid" else None
         trial = optuna.Trial(self.study, trial_id)
         earlier = duplicate_of(self.study.get_trials(deepcopy=False), self.study._storage.get_trial(trial_id))
         if earlier is not None:
@@ -318,10 +337,13 @@ def keep_final_checkpoint(directory: Path) -> None:
         checkpoints.close()
 
 
-def pop_waiting_trial(study: optuna.Study) -> int | None:
+def pop_waiting_trial(study: optuna.Study, new_candidates: bool = True) -> int | None:
     """Claim a WAITING trial (ASHA's promotions first, then by number) as Optuna's ``ask`` does:
-    the state change WAITING -> RUNNING succeeds for one worker only."""
+    the state change WAITING -> RUNNING succeeds for one worker only. Without ``new_candidates``
+    only the trials that continue a run (promotions, retries) are claimed, not grid points."""
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    if not new_candidates:
+        waiting = [t for t in waiting if PROMOTED_FROM in t.user_attrs or "retry_of" in t.user_attrs]
     for trial in sorted(waiting, key=lambda t: (PROMOTED_FROM not in t.user_attrs, t.number)):
         try:
             if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
