@@ -491,25 +491,30 @@ def test_pace_counts_each_runs_epochs_once_and_scales_by_its_epoch_time():
 
     assert Pace.of([]) is None
     infeasible = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params={}, distributions={})
-    # Run a paused after 1 epoch (60 s), its promotion replays it and trains 8 more (300 s); run b paused (40 s).
+    # Run a paused after 1 epoch (60 s: 30 s besides training), its promotion replays that epoch and
+    # trains 8 (300 s: 60 besides); run b paused after 1 epoch (40 s: 30 besides). Besides training,
+    # through (1, 30), (8, 60), (1, 30): 30/7 s per epoch and 40 - 30/7 * 10/3 s fixed.
     pace = Pace.of([trial("a", 60, 1, 30.0), trial("a", 300, 9, 30.0, optuna.trial.TrialState.COMPLETE),
                     trial("b", 40, 1, 10.0), infeasible])
-    assert pace.busy_s_per_epoch == pytest.approx(400 / 10)  # 10 epochs trained, not 11
-    assert pace.relative == pytest.approx({"a": 1.5, "b": 0.5})
-    assert pace.seconds(6, "b") == pytest.approx(120) and pace.seconds(9) == pytest.approx(360)
+    assert pace.per_epoch_s == pytest.approx(30 / 7) and pace.fixed_s == pytest.approx(40 - 30 / 7 * 10 / 3)
+    assert pace.epoch_train_s == {"a": 30.0, "b": 10.0}
+    assert pace.seconds(6, "b") == pytest.approx(pace.fixed_s + 6 * (10 + 30 / 7))
+    assert pace.seconds(9) == pytest.approx(pace.fixed_s + 9 * (20 + 30 / 7))  # a new candidate: the mean run
+    # One trial length only: what is not training is all fixed.
+    assert Pace.of([trial("b", 40, 1, 10.0)]) == Pace(30.0, 0.0, {"b": 10.0})
 
 
-def run_to_the_end(path: Path, seconds_left: float, busy_s_per_epoch: float = 100.0) -> optuna.Study:
-    """One worker on the study at ``path`` whose budget ends in ``seconds_left``, with the study's
-    epochs taking ``busy_s_per_epoch`` (the stub's take milliseconds); the relative speeds are the
-    study's own (the stub's epoch train time rises with SR)."""
+def run_to_the_end(path: Path, seconds_left: float) -> optuna.Study:
+    """One worker on the study at ``path`` whose budget ends in ``seconds_left``, its epochs 4x the
+    stub's epoch train time (the stub's trials take milliseconds; its epoch train time rises with
+    SR: 85, 90 and 100 s at SR .125, .25 and .5), nothing besides; 100 s before any trial ran."""
     sweep = load_sweep(path)
     directory = path.parent / "results"
     real = Pace.of
 
     def slow(trials):
         pace = real(trials)
-        return Pace(busy_s_per_epoch, pace.relative if pace else {})
+        return Pace(0.0, 0.0, {run: 4 * s for run, s in pace.epoch_train_s.items()} if pace else {"no run yet": 100.0})
 
     with mock.patch.object(worker_module, "train_and_evaluate", CheckpointingStub()), \
             mock.patch.object(worker_module, "load_splits", _fake_splits), mock.patch.object(Pace, "of", slow):
@@ -517,14 +522,13 @@ def run_to_the_end(path: Path, seconds_left: float, busy_s_per_epoch: float = 10
     return open_study(sweep, directory, None)
 
 
-# After the grid of EXPECTED_TWO_OBJECTIVES: two runs paused at rung 1 (epoch 3), six at rung 0. At
-# 100 s per epoch and the stub's relative speeds (SR .125: 0.93, .25: 0.98, .5: 1.09), a new
-# candidate needs 900 s; the rung-1 runs need 6 more epochs (556 s at SR .125, 655 s at SR .5),
-# the rung-0 runs 8 (742, 785 and 873 s).
+# After the grid of EXPECTED_TWO_OBJECTIVES: two runs paused at rung 1 (epoch 3), six at rung 0. A new
+# candidate needs 9 epochs of the mean run (825 s); the rung-1 runs need 6 more epochs (510 s at SR
+# .125, 600 s at SR .5), the rung-0 runs 8 (680, 720 and 800 s).
 @pytest.mark.parametrize("seconds_left, finished", [
-    (600, [(0.125, "simple")]),  # only the faster rung-1 run fits
-    (800, [(0.125, "simple"), (0.5, "simple"), (0.125, "none"), (0.125, "complex"), (0.25, "none"), (0.25, "complex")]),
-], ids=["600s", "800s"])
+    (550, [(0.125, "simple")]),  # only the faster rung-1 run fits
+    (760, [(0.125, "simple"), (0.5, "simple"), (0.125, "none"), (0.125, "complex"), (0.25, "none"), (0.25, "complex")]),
+], ids=["550s", "760s"])
 def test_at_the_budgets_end_paused_trials_that_fit_train_to_the_end(tmp_path, seconds_left, finished):
     path = write_sweep(tmp_path)
     run_workers(path, CheckpointingStub())
@@ -547,5 +551,5 @@ def test_at_the_budgets_end_no_new_candidate_starts(tmp_path):
     """A sampled sweep whose budget ends before a new candidate could train: the worker stops
     without asking the sampler (nothing is paused yet, so nothing can end)."""
     path = write_sweep(tmp_path, sampler={"name": "random", "seed": 0}, budget={"wall_clock_minutes": 20, "trials": 3})
-    assert len(run_to_the_end(path, seconds_left=600).trials) == 0
+    assert len(run_to_the_end(path, seconds_left=600).trials) == 0  # a new candidate needs 900 s
     assert len(run_to_the_end(path, seconds_left=1000).trials) >= 3  # 900 s fit: it samples
