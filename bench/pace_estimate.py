@@ -21,7 +21,7 @@ import numpy as np
 import optuna
 
 from dse.results import frames
-from dse.sweep.asha import Pace
+from dse.sweep.asha import Pace, epochs_trained
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,19 +48,14 @@ def main() -> int:
     directories = sorted(glob.glob(str(REPO / "results/efficiency/*/efficiency_asha_seed*"))) + [str(REPO / "results/pareto")]
     for directory in map(Path, directories):
         trials = [t for t in frames._load_study(directory.name, directory, None).trials if t.datetime_complete]
-        done: dict[str, int] = {}
-        for trial in sorted(trials, key=lambda t: t.number):
-            history, run = trial.user_attrs.get("history"), trial.user_attrs.get("run")
-            if not history or run is None:
-                continue
-            before = done.get(run, 0)
-            trained, done[run] = history[-1]["epoch"] - before, max(before, history[-1]["epoch"])
+        for trial, run, _, trained in epochs_trained(trials):
             earlier = [t for t in trials if t.datetime_complete <= trial.datetime_start]
             pace, busy = Pace.of(earlier), busy_per_epoch(earlier)
             if trained < 5 or pace is None or busy is None:
                 continue
             actual = (trial.datetime_complete - trial.datetime_start).total_seconds()
-            known = run if before else None  # a new candidate's speed is not known yet
+            resumed = trained < trial.user_attrs["history"][-1]["epoch"]
+            known = run if resumed else None  # a new candidate's speed is not known yet
             ratios["Pace"].append(pace.seconds(trained, known) / actual)
             ratios["busy s per epoch"].append(busy(trained, known) / actual)
     for name, values in ratios.items():

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, get_args
 
@@ -353,24 +353,23 @@ class Paused:
     promotable: bool  # within floor(n / reduction_factor) of the rung
 
 
-def paused_trials(study: optuna.Study, sweep: SweepConfig) -> list[Paused]:
-    """Every paused, unpromoted trial, highest rung first, then by position (best first)."""
+def paused_trials(study: optuna.Study, sweep: SweepConfig) -> Iterator[Paused]:
+    """Every paused, unpromoted trial, highest rung first, then by position (best first); a rung
+    is ranked only when the caller reads past the rung above it."""
     import optuna
 
     trials = study.get_trials(deepcopy=False)
     taken = {t.user_attrs[PROMOTION] for t in trials if PROMOTION in t.user_attrs}
     rungs = rung_epochs(sweep.pruner.min_epochs, sweep.pruner.reduction_factor, sweep.max_epochs())
-    paused = []
     for rung in reversed(range(len(rungs))):
         records = records_at(trials, rung)
         position_of, kept = ranked(records, rung, sweep)
-        paused += sorted((Paused(records[run], run, rung, rungs[rung], position, position < kept)
-                          for run, position in position_of.items()
-                          if records[run].state == optuna.trial.TrialState.PRUNED
-                          and records[run].system_attrs.get(STOPPED_AT) == rung
-                          and promotion_key(run, rung) not in taken),
-                         key=lambda p: (p.position, p.trial.number))
-    return paused
+        yield from sorted((Paused(records[run], run, rung, rungs[rung], position, position < kept)
+                           for run, position in position_of.items()
+                           if records[run].state == optuna.trial.TrialState.PRUNED
+                           and records[run].system_attrs.get(STOPPED_AT) == rung
+                           and promotion_key(run, rung) not in taken),
+                          key=lambda p: (p.position, p.trial.number))
 
 
 def _promote(study: optuna.Study, paused: Paused, finish: bool = False) -> optuna.trial.FrozenTrial:
@@ -385,8 +384,23 @@ def _promote(study: optuna.Study, paused: Paused, finish: bool = False) -> optun
 def enqueue_promotion(study: optuna.Study, sweep: SweepConfig) -> optuna.trial.FrozenTrial | None:
     """Enqueue the continuation of the best paused trial that is promotable now, highest rung first;
     returns the paused trial, or None if there is none."""
-    promotable = [p for p in paused_trials(study, sweep) if p.promotable]
-    return _promote(study, promotable[0]) if promotable else None
+    best = next((p for p in paused_trials(study, sweep) if p.promotable), None)
+    return _promote(study, best) if best else None
+
+
+def epochs_trained(trials: Sequence[optuna.trial.FrozenTrial]) -> Iterator[tuple[optuna.trial.FrozenTrial, str, float, int]]:
+    """Each finished trial that trained, by number, with its run, the run's mean epoch train time as
+    of that trial, and how many epochs the trial trained itself: a promotion (or a retry) replays
+    its run's earlier epochs from the checkpoint, and those are not trained again."""
+    epochs_done: dict[str, int] = {}
+    for trial in sorted(trials, key=lambda t: t.number):
+        history, run = trial.user_attrs.get("history"), trial.user_attrs.get("run")
+        times = [record["epoch_train_s"] for record in history or () if "epoch_train_s" in record]
+        if not times or run is None or trial.datetime_start is None or trial.datetime_complete is None:
+            continue  # running, never trained (infeasible, duplicate) or from a worker that wrote no history
+        before, last = epochs_done.get(run, 0), history[-1]["epoch"]
+        epochs_done[run] = max(before, last)
+        yield trial, run, sum(times) / len(times), max(0, last - before)
 
 
 @dataclass(frozen=True)
@@ -394,10 +408,11 @@ class Pace:
     """How long a trial takes in this study, from its finished trials: a run's epochs at its own
     measured train time (candidates differ 2x in speed), plus what a trial costs besides training,
     fitted over the trials as a fixed part (compile, restore, test evaluation) and a part per
-    epoch (validation, checkpoint). On the 46 trials that trained 5 or more epochs in the
-    committed asha runs, predicted against actual duration, from the trials finished before each
-    started: median 1.01, range 0.71-1.42 (busy seconds per epoch, compiles of 1-epoch trials
-    included, predicted 1.24, 0.91-1.74: it stopped starting candidates minutes too early)."""
+    epoch (validation, checkpoint). On the 53 trials that trained 5 or more epochs in the
+    committed asha runs (``bench/pace_estimate.py``), predicted against actual duration, from
+    the trials finished before each started: median 1.00, range 0.71-1.42 (46 trials before
+    the runs made with it: 1.01). Busy seconds per epoch, compiles of 1-epoch trials included,
+    predicted 1.24, 0.91-1.74: it stopped starting candidates minutes too early."""
 
     fixed_s: float
     per_epoch_s: float  # besides training
@@ -412,22 +427,14 @@ class Pace:
     @classmethod
     def of(cls, trials: Sequence[optuna.trial.FrozenTrial]) -> Pace | None:
         """The pace of the finished trials that trained, or None before any did."""
-        epochs_done: dict[str, int] = {}
         epoch_train_s: dict[str, float] = {}
         trained, rest = [], []  # per trial: epochs it trained itself, and its seconds besides their training
-        for trial in sorted(trials, key=lambda t: t.number):
-            history, run = trial.user_attrs.get("history"), trial.user_attrs.get("run")
-            times = [record["epoch_train_s"] for record in history or () if "epoch_train_s" in record]
-            if not times or run is None or trial.datetime_start is None or trial.datetime_complete is None:
-                continue  # running, never trained (infeasible, duplicate) or from a worker that wrote no history
-            epoch_train_s[run] = sum(times) / len(times)
-            # A promotion (or a retry) replays its run's earlier epochs from the checkpoint: not trained again.
-            before, last = epochs_done.get(run, 0), history[-1]["epoch"]
-            epochs_done[run] = max(before, last)
-            if last > before:
+        for trial, run, train_s, epochs in epochs_trained(trials):
+            epoch_train_s[run] = train_s
+            if epochs > 0:
                 seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
-                trained.append(last - before)
-                rest.append(seconds - (last - before) * epoch_train_s[run])
+                trained.append(epochs)
+                rest.append(seconds - epochs * train_s)
         if not trained:
             return None
         per_epoch = 0.0
