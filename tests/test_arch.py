@@ -176,6 +176,7 @@ def test_jitted_forward_of_each_variant(cfg):
     assert bool(jnp.all(jnp.isfinite(logits)))
 
 
+@pytest.mark.slow  # it compiles the optimised init, the slow program (15 s) init_variables avoids
 def test_unoptimised_init_draws_the_optimised_programs_weights():
     # init_variables compiles its one-shot program without LLVM's optimisations (21 s -> 3 s for a
     # fresh architecture): the weights must be those of the optimised program, to float rounding.

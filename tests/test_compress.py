@@ -349,6 +349,7 @@ def test_masked_training_keeps_sparsity_exactly(bn_model, images):
     assert not np.array_equal(trained["conv1/conv/kernel"], _kernels(params)["conv1/conv/kernel"])  # it did train
 
 
+@pytest.mark.slow  # compile-bound (17 s); the fast tier checks the centroid gradient itself
 @requires_fashion_mnist
 def test_centroid_fine_tuning_moves_only_the_shared_values(bn_model, images):
     model, variables = bn_model
