@@ -46,6 +46,7 @@ HEARTBEAT_S = 10.0
 STALE_AFTER_S = 120.0  # a trial whose heartbeat is older than this is dead, on any host
 POLL_S = 2.0
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+RETRY_OF = "retry_of"  # user attr of a dead worker's trial enqueued again: the trial it retries
 FEASIBLE = "feasible"  # trial user attr, where a constraint is checked after training (a results column too)
 
 
@@ -94,7 +95,7 @@ def recover_dead_trials(study: optuna.Study, max_retries: int) -> list[int]:
         except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
             continue  # another worker recovered it first
         if retry:
-            study.enqueue_trial(trial.params, user_attrs={"retries": retries + 1, "retry_of": trial.number},
+            study.enqueue_trial(trial.params, user_attrs={"retries": retries + 1, RETRY_OF: trial.number},
                                 skip_if_exists=False)
         recovered.append(trial.number)
     return recovered
@@ -343,7 +344,7 @@ def pop_waiting_trial(study: optuna.Study, new_candidates: bool = True) -> int |
     only the trials that continue a run (promotions, retries) are claimed, not grid points."""
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     if not new_candidates:
-        waiting = [t for t in waiting if PROMOTED_FROM in t.user_attrs or "retry_of" in t.user_attrs]
+        waiting = [t for t in waiting if PROMOTED_FROM in t.user_attrs or RETRY_OF in t.user_attrs]
     for trial in sorted(waiting, key=lambda t: (PROMOTED_FROM not in t.user_attrs, t.number)):
         try:
             if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
