@@ -14,15 +14,18 @@ worker ever idle, each promotion at once), against which the target can be read:
   every rung before the budget ends (``B - new - up1 - up2``), in which time the workers
   also promote a third of them, so at most ``W * (B - new - up1 - up2) / (new + up1 / 3)``.
 
-Durations are medians over the 2026-12-03 runs (one session, both seeds, both arms): the
-full arm's trials, and the asha arms' first rungs and promotions by the epochs they
-trained themselves. Seconds; it reads results/ and trains nothing.
+Durations are medians over the runs in ``--runs`` (by default 2026-12-03's: one session,
+both seeds, both arms): the full arms' trials, and the asha arms' first rungs and
+promotions by the epochs they trained themselves. Seconds; it reads results/ and trains
+nothing.
 
     python bench/asha_bound.py
+    python bench/asha_bound.py --runs results/efficiency/2026-12-02-hv results/efficiency/2026-12-02-nsga
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 from pathlib import Path
 
@@ -36,16 +39,16 @@ REPO = Path(__file__).resolve().parent.parent
 SESSION = ["results/efficiency/2026-12-03-finish", "results/efficiency/2026-12-03-pace"]
 WORKERS = 2
 BUDGETS_MIN = [20, 30, 45, 60, 90, 120, 240]
-OBSERVED = {  # (asha started, full started) at 20 minutes: bench/sweep_efficiency.md, 2026-12-03
-    "c9f36ec seed 0": (12, 6), "c9f36ec seed 1": (10, 8), "be7e8a6 seed 0": (10, 6), "be7e8a6 seed 1": (12, 8)}
 
 
-def durations(arm: str) -> dict[str, list[float]]:
-    """Trial seconds of the session's runs of ``arm``: full trials, first rungs and promotions."""
+def durations(arm: str, roots: list[str], started: dict[str, int]) -> dict[str, list[float]]:
+    """Trial seconds of the runs of ``arm`` under ``roots``: full trials, first rungs and promotions;
+    fills ``started`` with each run folder's candidates that trained (their runs)."""
     found: dict[str, list[float]] = {"full": [], "new": [], "up1": [], "up2": []}
-    for root in SESSION:
+    for root in roots:
         for directory in sorted((REPO / root).glob(f"efficiency_{arm}_seed*")):
             trials = [t for t in frames._load_study(directory.name, directory, None).trials if t.datetime_complete]
+            started[f"{root}/{directory.name}"] = len({run for _, run, _, _ in epochs_trained(trials)})
             for trial, _, _, trained in epochs_trained(trials):
                 seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
                 last = trial.user_attrs["history"][-1]["epoch"]
@@ -59,10 +62,15 @@ def durations(arm: str) -> dict[str, list[float]]:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", nargs="+", default=SESSION, help="folders holding efficiency_{full,asha}_seed* runs")
+    roots = parser.parse_args().runs
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    measured = {**durations("full"), **{k: v for k, v in durations("asha").items() if k != "full"}}
+    started: dict[str, int] = {}
+    measured = {**durations("full", roots, started),
+                **{k: v for k, v in durations("asha", roots, started).items() if k != "full"}}
     cost = {name: float(np.median(values)) for name, values in measured.items()}
-    print("median trial seconds, 2026-12-03 runs: " + ", ".join(
+    print(f"median trial seconds, {' '.join(roots)}: " + ", ".join(
         f"{name} {cost[name]:.0f} ({len(measured[name])} trials)" for name in ("full", "new", "up1", "up2")))
     through = cost["new"] + cost["up1"] + cost["up2"]
     per_candidate = cost["new"] + cost["up1"] / 3 + cost["up2"] / 9
@@ -76,8 +84,7 @@ def main() -> int:
         asha = min(WORKERS * budget / per_candidate,
                    WORKERS * max(0.0, budget - through) / (cost["new"] + cost["up1"] / 3))
         print(f"| {minutes} | {full} | {asha:.1f} | {asha / full:.2f} |")
-    print("\nobserved at 20 minutes, started asha / full: " + "; ".join(
-        f"{name} {a} / {f} ({a / f:.1f}x)" for name, (a, f) in OBSERVED.items()))
+    print("\ncandidates started in these runs (20-minute budgets): " + "; ".join(f"{k} {n}" for k, n in started.items()))
     return 0
 
 
