@@ -53,7 +53,8 @@ def durations(arm: str, roots: list[str], started: dict[str, int]) -> dict[str, 
                 seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
                 last = trial.user_attrs["history"][-1]["epoch"]
                 if arm == "full":
-                    found["full"].append(seconds) if last == 9 and trained == 9 else None
+                    if last == trained == 9:
+                        found["full"].append(seconds)
                 elif PROMOTED_FROM not in trial.user_attrs and trained == last == 1:
                     found["new"].append(seconds)
                 elif PROMOTED_FROM in trial.user_attrs and (last - trained, last) in ((1, 3), (3, 9)):
