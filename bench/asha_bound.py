@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
 import optuna
 
+import dse.results as dr
 from dse.results import frames
 from dse.sweep.asha import PROMOTED_FROM, epochs_trained
 
@@ -39,27 +41,32 @@ REPO = Path(__file__).resolve().parent.parent
 SESSION = ["results/efficiency/2026-12-03-finish", "results/efficiency/2026-12-03-pace"]
 WORKERS = 2
 BUDGETS_MIN = [20, 30, 45, 60, 90, 120, 240]
+BUDGET_MIN = 20.0  # the runs' own budget
 
 
-def durations(arm: str, roots: list[str], started: dict[str, int]) -> dict[str, list[float]]:
-    """Trial seconds of the runs of ``arm`` under ``roots``: full trials, first rungs and promotions;
-    fills ``started`` with each run folder's candidates that trained (their runs)."""
+def durations(roots: list[str]) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Trial seconds of the runs under ``roots``: the full arms' trials, the asha arms' first rungs
+    and promotions; and each run's candidates started, as ``bench/sweep_efficiency.py`` counts them."""
+    from sweep_efficiency import summarize
+
     found: dict[str, list[float]] = {"full": [], "new": [], "up1": [], "up2": []}
+    started: dict[str, int] = {}
     for root in roots:
-        for directory in sorted((REPO / root).glob(f"efficiency_{arm}_seed*")):
+        for directory in sorted((REPO / root).glob("efficiency_*_seed*")):
+            started[f"{root}/{directory.name}"] = summarize(dr.load(directory), BUDGET_MIN)[0]["started"]
+            full = directory.name.startswith("efficiency_full_")
             trials = [t for t in frames._load_study(directory.name, directory, None).trials if t.datetime_complete]
-            started[f"{root}/{directory.name}"] = len({run for _, run, _, _ in epochs_trained(trials)})
             for trial, _, _, trained in epochs_trained(trials):
-                seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
+                seconds = trial.duration.total_seconds()
                 last = trial.user_attrs["history"][-1]["epoch"]
-                if arm == "full":
+                if full:
                     if last == trained == 9:
                         found["full"].append(seconds)
                 elif PROMOTED_FROM not in trial.user_attrs and trained == last == 1:
                     found["new"].append(seconds)
                 elif PROMOTED_FROM in trial.user_attrs and (last - trained, last) in ((1, 3), (3, 9)):
                     found["up1" if last == 3 else "up2"].append(seconds)
-    return found
+    return found, started
 
 
 def main() -> int:
@@ -67,9 +74,8 @@ def main() -> int:
     parser.add_argument("--runs", nargs="+", default=SESSION, help="folders holding efficiency_{full,asha}_seed* runs")
     roots = parser.parse_args().runs
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    started: dict[str, int] = {}
-    measured = {**durations("full", roots, started),
-                **{k: v for k, v in durations("asha", roots, started).items() if k != "full"}}
+    sys.path.insert(0, str(Path(__file__).parent))
+    measured, started = durations(roots)
     cost = {name: float(np.median(values)) for name, values in measured.items()}
     print(f"median trial seconds, {' '.join(roots)}: " + ", ".join(
         f"{name} {cost[name]:.0f} ({len(measured[name])} trials)" for name in ("full", "new", "up1", "up2")))
@@ -85,7 +91,8 @@ def main() -> int:
         asha = min(WORKERS * budget / per_candidate,
                    WORKERS * max(0.0, budget - through) / (cost["new"] + cost["up1"] / 3))
         print(f"| {minutes} | {full} | {asha:.1f} | {asha / full:.2f} |")
-    print("\ncandidates started in these runs (20-minute budgets): " + "; ".join(f"{k} {n}" for k, n in started.items()))
+    counts = "; ".join(f"{run} {n}" for run, n in started.items())
+    print(f"\ncandidates started in these runs ({BUDGET_MIN:.0f}-minute budgets): {counts}")
     return 0
 
 

@@ -33,7 +33,7 @@ def busy_per_epoch(trials):
         history, run = trial.user_attrs.get("history"), trial.user_attrs.get("run")
         if not history or run is None:
             continue
-        busy += (trial.datetime_complete - trial.datetime_start).total_seconds()
+        busy += trial.duration.total_seconds()
         epochs_of[run] = max(epochs_of.get(run, 0), history[-1]["epoch"])
         train_s[run] = float(np.mean([r["epoch_train_s"] for r in history]))
     if not epochs_of:
@@ -53,7 +53,7 @@ def main() -> int:
             pace, busy = Pace.of(earlier), busy_per_epoch(earlier)
             if trained < 5 or pace is None or busy is None:
                 continue
-            actual = (trial.datetime_complete - trial.datetime_start).total_seconds()
+            actual = trial.duration.total_seconds()
             resumed = trained < trial.user_attrs["history"][-1]["epoch"]
             known = run if resumed else None  # a new candidate's speed is not known yet
             ratios["Pace"].append(pace.seconds(trained, known) / actual)

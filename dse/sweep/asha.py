@@ -432,7 +432,7 @@ class Pace:
         for trial, run, train_s, epochs in epochs_trained(trials):
             epoch_train_s[run] = train_s
             if epochs > 0:
-                seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
+                seconds = trial.duration.total_seconds()
                 trained.append(epochs)
                 rest.append(seconds - epochs * train_s)
         if not trained:
