@@ -76,6 +76,11 @@ def main() -> int:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     sys.path.insert(0, str(Path(__file__).parent))
     measured, started = durations(roots)
+    missing = [name for name, values in measured.items() if not values]
+    if missing:
+        print(f"asha_bound: no {', '.join(missing)} trials in efficiency_{{full,asha}}_seed* runs under {' '.join(roots)}",
+              file=sys.stderr)
+        return 2
     cost = {name: float(np.median(values)) for name, values in measured.items()}
     print(f"median trial seconds, {' '.join(roots)}: " + ", ".join(
         f"{name} {cost[name]:.0f} ({len(measured[name])} trials)" for name in ("full", "new", "up1", "up2")))
