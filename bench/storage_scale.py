@@ -10,6 +10,8 @@ count, so any growth is the storage's):
 - ``journal``: the embedded default, one journal file on local disk;
 - ``postgresql``: a throwaway local PostgreSQL server on loopback
   (:func:`dse.sweep.storage.local_postgres`), as workers on many machines would share one;
+- ``grpc``: Optuna's gRPC storage proxy (``dse sweep proxy``) in front of such a server, as
+  a cluster past a few dozen workers would use it: the workers hold no database connection;
 - ``memory`` (one process, for reference): Optuna's in-memory storage, i.e. no storage
   at all; its per-trial time is dse's own work (spec, static metrics), which the other
   two add storage time to.
@@ -42,7 +44,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 SPACE_FROM = REPO / "sweeps" / "pareto.yaml"
-STORAGES = ("memory", "journal", "postgresql")
+STORAGES = ("memory", "journal", "postgresql", "grpc")
 BLOCK = 250
 
 
@@ -146,6 +148,27 @@ def run_shared(kind: str, directory: Path, url: str | None, workers: int, trials
     return [(int(n), float(t), float(s)) for log in logs for n, t, s in csv.reader(log.open())]
 
 
+@contextlib.contextmanager
+def grpc_proxy(url: str):
+    """``dse sweep proxy`` in front of ``url`` on loopback, for the life of the block; yields its grpc:// URL."""
+    from dse.sweep.storage import reachable
+
+    port = 57432 + os.getpid() % 1000
+    proxy = subprocess.Popen([sys.executable, "-m", "dse", "sweep", "proxy", "--storage", url, "--port", str(port)],
+                             stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(60):
+            try:
+                reachable("127.0.0.1", port, "proxy", "")
+                break
+            except Exception:
+                time.sleep(0.5)
+        yield f"grpc://127.0.0.1:{port}"
+    finally:
+        proxy.terminate()
+        proxy.wait()
+
+
 def throughput(rows: list[tuple[int, float, float]]) -> float:
     """Trials per second from the first trial's start to the last one's end (process start-up excluded)."""
     return len(rows) / (max(t + s for _, t, s in rows) - min(t for _, t, _ in rows))
@@ -190,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                 results[kind] = (run_shared(kind, directory, None, args.workers, total), args.workers)
             else:
                 with local_postgres(Path(f"/tmp/dse-bench-pg-{os.getpid()}"), port=56432 + os.getpid() % 1000) as url:
-                    results[kind] = (run_shared(kind, directory, url, args.workers, total), args.workers)
+                    with grpc_proxy(url) if kind == "grpc" else contextlib.nullcontext(url) as served:
+                        results[kind] = (run_shared(kind, directory, served, args.workers, total), args.workers)
             rows, workers = results[kind]
             print(f"{kind}: {len(rows)} trials by {workers} worker(s), {throughput(rows):.1f} trials/s", flush=True)
 

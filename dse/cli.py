@@ -201,14 +201,23 @@ def sweep_validate(file: Annotated[Path, typer.Argument(help="sweep YAML")]) -> 
 @sweep_app.command("run")
 def sweep_run(
     file: Annotated[Path, typer.Argument(help="sweep YAML")],
-    workers: Annotated[int, typer.Option(min=1, help="local worker processes")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="worker processes (local) or Ray actors (ray)")] = 1,
     storage: StorageOption = None,
     trials: Annotated[int | None, typer.Option(min=1, help="trials for the whole study (overrides budget.trials)")] = None,
     results_root: ResultsRoot = Path("results"),
+    launcher: Annotated[str, typer.Option(help="local: processes on this machine; ray: actors on a Ray cluster")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join, host:port (default: RAY_ADDRESS, else "
+                                                    "a local Ray instance)")] = None,
+    cpus_per_worker: Annotated[float | None, typer.Option(min=0.01, help="ray: cores per worker (overrides "
+                                                          "resources.cpus_per_worker)")] = None,
+    gpus_per_worker: Annotated[float | None, typer.Option(min=0, help="ray: GPUs per worker, fractions share one "
+                                                          "(overrides resources.gpus_per_worker)")] = None,
 ) -> None:
-    """Create or resume the study, train with N local workers, then export tables and plots."""
+    """Create or resume the study, train with N workers, then export tables and plots."""
     from dse.console import sweep_progress_line
-    from dse.sweep.runner import run_sweep
+    from dse.sweep.runner import Launch, run_sweep
+
+    launch = Launch(launcher, ray_address, cpus_per_worker, gpus_per_worker)
 
     _sweep_file_layout(file, results_root)
     # One permanent line whenever a trial starts or ends (a log that reads well in CI
@@ -226,7 +235,8 @@ def sweep_run(
             live.update(line)
 
     with live:
-        study = run_sweep(file, workers=workers, url=storage, trials=trials, results_root=results_root, on_progress=show)
+        study = run_sweep(file, workers=workers, url=storage, trials=trials, results_root=results_root, on_progress=show,
+                          launch=launch)
     _export_and_plot(results_root / study.study_name, storage)
 
 
@@ -255,6 +265,20 @@ def sweep_worker(
     one_cpu_device_per_core()  # a worker pinned to one core gets one device
     ran = run_worker(file, url=storage, worker_index=worker_index, trials=trials, results_root=results_root)
     stdout.print(f"worker {worker_index} done: {ran} trials on {mask(storage)}", highlight=False)
+
+
+@sweep_app.command("proxy")
+def sweep_proxy(
+    storage: Annotated[str, typer.Option(help="the database the proxy serves, postgresql://user:pass@host/db")],
+    host: Annotated[str, typer.Option(help="address to listen on: loopback or the cluster's private network only "
+                                      "(the proxy has no TLS and no authentication)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 13000,
+) -> None:
+    """Serve a study database to many workers through Optuna's gRPC storage proxy (workers: --storage grpc://HOST:PORT)."""
+    from dse.sweep.storage import mask, serve_proxy
+
+    stdout.print(f"serving {mask(storage)} on grpc://{host}:{port} (Ctrl-C stops)", highlight=False)
+    serve_proxy(storage, host, port)
 
 
 def _sweep_layout(name_or_dir: str | Path, results_root: Path) -> SweepLayout:

@@ -26,6 +26,17 @@ def run_dse(*args, **kwargs) -> subprocess.CompletedProcess:
     return run_python("-m", "dse", *args, **kwargs)
 
 
+@pytest.fixture
+def postgres():
+    """A throwaway PostgreSQL server on loopback for one test; yields its URL."""
+    from dse.sweep.storage import local_postgres, postgres_binaries
+
+    if postgres_binaries() is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql); .ci/install installs it")
+    with local_postgres(Path(f"/tmp/dse-pg-{os.getpid()}"), port=55432 + os.getpid() % 1000) as url:
+        yield url
+
+
 def tiny_train_dict(**overrides) -> dict:
     """A SqueezeNet small enough to train a few steps in seconds, on a few hundred real images."""
     base = {

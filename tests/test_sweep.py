@@ -15,7 +15,7 @@ from conftest import requires_fashion_mnist, run_dse
 from dse.errors import ConfigError, StorageError
 from dse.sweep.config import load_sweep
 from dse.sweep.space import make_sampler
-from dse.sweep.storage import JOURNAL_FILE, local_postgres, mask, open_storage, postgres_binaries
+from dse.sweep.storage import JOURNAL_FILE, mask, open_storage
 from dse.sweep.study import open_study
 
 TINY_BASE = {
@@ -273,15 +273,7 @@ def test_sigkilled_worker_loses_only_its_trial_which_is_retried(tmp_path):
     assert [r["epoch"] for r in retry.user_attrs["history"]] == list(range(1, 11))
 
 
-# ---- PostgreSQL: identical workers sharing a real server on loopback ----
-@pytest.fixture
-def postgres(tmp_path):
-    if postgres_binaries() is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql); .ci/install installs it")
-    with local_postgres(Path(f"/tmp/dse-pg-{os.getpid()}"), port=55432 + os.getpid() % 1000) as url:
-        yield url
-
-
+# ---- PostgreSQL: identical workers sharing a real server on loopback (conftest's postgres) ----
 @pytest.mark.slow
 @requires_fashion_mnist
 @pytest.mark.postgres

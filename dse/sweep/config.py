@@ -192,6 +192,26 @@ class BudgetConfig(BaseModel):
     max_retries: int = Field(2, ge=0, description="retries of a trial whose worker died")
 
 
+class WorkerResources(BaseModel):
+    """What each worker of a launched sweep holds: ``dse sweep run --launcher ray`` asks Ray for
+    it per worker and pins the worker to that many cores; ``--cpus-per-worker`` and
+    ``--gpus-per-worker`` override it."""
+
+    model_config = Strict
+    cpus_per_worker: float | None = Field(
+        None, gt=0, description="cores per worker (default: a local run splits the machine's cores, a cluster gives 1)")
+    gpus_per_worker: float = Field(
+        0, ge=0, description="GPUs per worker; a fraction shares one GPU (0.5: two workers on each)")
+
+    @field_validator("gpus_per_worker")
+    @classmethod
+    def _whole_past_one(cls, value: float) -> float:
+        # Ray's own rule: a task holds part of one GPU or whole GPUs, never 1.5.
+        if value > 1 and value != int(value):
+            raise ValueError(f"{value}: a fraction of one GPU (up to 1) or a whole number of GPUs")
+        return value
+
+
 class SweepConfig(BaseModel):
     model_config = Strict
 
@@ -205,7 +225,9 @@ class SweepConfig(BaseModel):
     sampler: SamplerConfig = SamplerConfig()
     pruner: PrunerConfig = PrunerConfig()
     budget: BudgetConfig = BudgetConfig()
-    storage: str | None = Field(None, description="database URL; default: an embedded journal file in the results folder")
+    storage: str | None = Field(None, description="postgresql:// URL, or grpc://host:port of `dse sweep proxy`; "
+                                "default: an embedded journal file in the results folder")
+    resources: WorkerResources = WorkerResources()
 
     @field_validator("name")
     @classmethod

@@ -1,12 +1,15 @@
-"""``dse sweep run``: create or resume a study and drive N local worker processes.
+"""``dse sweep run``: create or resume a study and drive N workers to its end.
 
-Workers are separate processes (``dse sweep worker``), each with its own JAX, so a
-crash or a SIGKILL costs one trial and the others go on. The parent only watches the
-storage and reports progress; when the workers are done it exports tables and plots.
+Workers are separate processes, each with its own JAX, so a crash or a SIGKILL costs one
+trial and the others go on: ``dse sweep worker`` processes on this machine (the local
+launcher), or Ray actors running the same worker loop on a cluster
+(:mod:`dse.sweep.ray_launcher`). The parent only watches the storage and reports
+progress; when the workers are done the CLI exports tables and plots.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -14,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from optuna.trial import TrialState
 
 from dse.contract import SweepLayout
 from dse.sweep.config import SweepConfig, load_sweep
+from dse.sweep.ray_launcher import LAUNCHERS, LauncherError, RayCluster, RayWorkers, default_placement, ray_address
 from dse.sweep.study import CREATED_AT, open_study, storage_url
 from dse.sweep.worker import Worker, budget_total, counted_trials
 
@@ -69,6 +73,9 @@ def best_summary(study: optuna.Study, sweep: SweepConfig) -> str:
     return f"{len(study.best_trials)} on the Pareto front"
 
 
+POLL_S = 0.1
+
+
 def worker_command(sweep_file: Path, results_root: Path, url: str | None, index: int, trials: int | None) -> list[str]:
     command = [sys.executable, "-m", "dse", "sweep", "worker", str(sweep_file), "--results-root", str(results_root),
                "--worker-index", str(index)]
@@ -97,44 +104,107 @@ def core_shares(workers: int, cores: list[int] | None = None) -> list[set[int]] 
     return [set(cores[(i * per) % len(cores):(i * per) % len(cores) + per]) for i in range(workers)]
 
 
+class LocalWorkers:
+    """N ``dse sweep worker`` processes on this machine, each pinned to its share of the cores."""
+
+    def __init__(self, sweep_file: Path, results_root: Path, url: str | None, trials: int | None, layout: SweepLayout):
+        self.command = functools.partial(worker_command, sweep_file, results_root, url, trials=trials)
+        self.layout = layout
+        self.processes: list[subprocess.Popen] = []
+        self.lost: list[str] = []
+
+    def start(self, count: int) -> None:
+        shares = core_shares(count)
+        for index in range(count):
+            log = self.layout.worker_log(index).open("a")
+            pin = functools.partial(os.sched_setaffinity, 0, shares[index]) if shares else None
+            self.processes.append(subprocess.Popen(self.command(index=index), stdout=log, stderr=subprocess.STDOUT,
+                                                   preexec_fn=pin))
+
+    def running(self) -> bool:
+        time.sleep(POLL_S)
+        return any(p.poll() is None for p in self.processes)
+
+    def stop(self) -> None:
+        for p in self.processes:
+            p.terminate()
+        for p in self.processes:
+            p.wait()
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Where a sweep's workers run: ``local`` processes, or Ray actors on a cluster (``address``
+    None: a Ray instance started on this machine for the run)."""
+
+    launcher: str = "local"
+    address: str | None = None
+    cpus_per_worker: float | None = None
+    gpus_per_worker: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.launcher not in LAUNCHERS:
+            raise LauncherError(f"--launcher {self.launcher!r}: expected one of {', '.join(LAUNCHERS)}")
+        given = [flag for flag, value in (("--ray-address", self.address), ("--cpus-per-worker", self.cpus_per_worker),
+                                          ("--gpus-per-worker", self.gpus_per_worker)) if value is not None]
+        if self.launcher == "local" and given:
+            raise LauncherError(f"{given[0]} is for --launcher ray; local workers split this machine's cores")
+
+
 def run_sweep(sweep_file: Path, *, workers: int = 1, url: str | None = None, trials: int | None = None,
-              results_root: Path = Path("results"), on_progress: Callable[[Progress], None] | None = None) -> optuna.Study:
-    """Create or resume the sweep's study and run ``workers`` local worker processes to the end."""
+              results_root: Path = Path("results"), on_progress: Callable[[Progress], None] | None = None,
+              launch: Launch = Launch()) -> optuna.Study:
+    """Create or resume the sweep's study and run ``workers`` workers to the end, as local
+    processes or, with ``launch.launcher == "ray"``, as Ray actors."""
     sweep = load_sweep(sweep_file)
     url = storage_url(sweep, url)
     results_dir = results_dir_for(sweep, results_root)
-    results_dir.mkdir(parents=True, exist_ok=True)
     layout = SweepLayout(results_dir)
-    study = open_study(sweep, results_dir, url)
-    shutil.copyfile(sweep_file, layout.sweep_file)
-    total = budget_total(sweep, trials)
-    started, done_before = time.time(), counted_trials(study)
-    layout.logs.mkdir(exist_ok=True)
-    processes = []
-    shares = core_shares(workers)
-    for index in range(workers):
-        log = layout.worker_log(index).open("a")
-        pin = functools.partial(os.sched_setaffinity, 0, shares[index]) if shares else None
-        processes.append(subprocess.Popen(worker_command(sweep_file, results_root, url, index, trials),
-                                          stdout=log, stderr=subprocess.STDOUT, preexec_fn=pin))
-    try:
-        next_report = 0.0
-        while any(p.poll() is None for p in processes):
+    with worker_pool(sweep, sweep_file, workers, url, trials, results_root, layout, launch) as pool:
+        study = open_study(sweep, results_dir, url)  # a storage that fails leaves no folder behind
+        results_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sweep_file, layout.sweep_file)
+        total = budget_total(sweep, trials)
+        started, done_before = time.time(), counted_trials(study)
+        layout.logs.mkdir(exist_ok=True)
+        pool.start(workers)
+        try:
+            next_report = 0.0
             # Progress reads the study (every 2 s); the exit check is cheap, so a run ends within
             # a tenth of a second of its last worker, not up to a whole reporting interval later.
-            if on_progress and time.monotonic() >= next_report:
-                on_progress(progress_of(study, sweep, total, started, done_before))
-                next_report = time.monotonic() + 2.0
-            time.sleep(0.1)
-    except KeyboardInterrupt:
-        for p in processes:
-            p.terminate()
-        for p in processes:
-            p.wait()
-        raise
+            while pool.running():
+                if on_progress and time.monotonic() >= next_report:
+                    on_progress(progress_of(study, sweep, total, started, done_before))
+                    next_report = time.monotonic() + 2.0
+        except KeyboardInterrupt:
+            pool.stop()
+            raise
     if on_progress:
         on_progress(progress_of(study, sweep, total, started, done_before))
     return study
+
+
+@contextlib.contextmanager
+def worker_pool(sweep: SweepConfig, sweep_file: Path, workers: int, url: str | None, trials: int | None,
+                results_root: Path, layout: SweepLayout, launch: Launch) -> Iterator[LocalWorkers | RayWorkers]:
+    """The launcher's workers, not started yet. For Ray, every check a cluster needs (reachable,
+    a node that can hold a worker, a storage every node reaches) is made here, before the study
+    or any trial exists; a Ray instance started for the run ends with the block."""
+    if launch.launcher == "local":
+        yield LocalWorkers(sweep_file, results_root, url, trials, layout)
+        return
+    cluster = RayCluster.connect(ray_address(launch.address))
+    try:
+        cpus = sweep.resources.cpus_per_worker if launch.cpus_per_worker is None else launch.cpus_per_worker
+        gpus = sweep.resources.gpus_per_worker if launch.gpus_per_worker is None else launch.gpus_per_worker
+        placement = default_placement(cpus, gpus, workers, local=cluster.started_here)
+        cluster.check(placement, url)
+        text, path, root = sweep_file.read_text(), str(sweep_file.resolve()), str(results_root.resolve())
+        # A worker is replaced as often as a trial may be retried, and at least once.
+        yield RayWorkers(cluster, placement, max(1, sweep.budget.max_retries),
+                         run_args=lambda index: (text, path, root, url, index, trials))
+    finally:
+        cluster.shutdown()
 
 
 def run_worker(sweep_file: Path, *, url: str | None, worker_index: int, trials: int | None,

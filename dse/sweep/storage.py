@@ -1,8 +1,11 @@
 """Where a study lives: an embedded journal file by default, a database URL when shared.
 
 The journal file (one per results folder) takes many processes on one host without
-SQLite's "database is locked"; PostgreSQL (or MySQL) serves workers on many hosts.
-SQLite is refused for sweeps: Optuna's own FAQ advises against it for parallel runs.
+SQLite's "database is locked"; PostgreSQL (or MySQL) serves workers on many hosts, and
+Optuna's gRPC storage proxy (``grpc://host:port``, started by ``dse sweep proxy``) stands in
+front of it so that a hundred workers share the proxy's one connection pool instead of
+holding one each. SQLite is refused for sweeps: Optuna's own FAQ advises against it for
+parallel runs.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import contextlib
 import os
 import re
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,7 +26,9 @@ from dse.errors import StorageError
 
 JOURNAL_FILE = "study.journal"
 _RDB_SCHEMES = ("postgresql", "postgres", "mysql")
+GRPC_SCHEME = "grpc"
 CONNECT_ATTEMPTS = 3
+PROBE_TIMEOUT_S = 5.0
 
 
 def mask(url: str | None) -> str:
@@ -38,7 +44,11 @@ def open_storage(url: str | None, results_dir: Path) -> optuna.storages.BaseStor
         results_dir.mkdir(parents=True, exist_ok=True)
         backend = optuna.storages.journal.JournalFileBackend(str(results_dir / JOURNAL_FILE))
         return optuna.storages.JournalStorage(backend)
-    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    scheme = url_scheme(url)
+    if scheme == GRPC_SCHEME:
+        host, port = grpc_address(url)
+        reachable(host, port, f"storage {url}", "is `dse sweep proxy` running there?")
+        return optuna.storages.GrpcStorageProxy(host=host, port=port)
     if scheme == "sqlite":
         raise StorageError(f"storage {mask(url)}: SQLite locks under parallel workers; use the default journal file "
                            "(omit storage) on one machine, or PostgreSQL across machines")
@@ -57,6 +67,50 @@ def open_storage(url: str | None, results_dir: Path) -> optuna.storages.BaseStor
                 continue
             detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise StorageError(f"storage {mask(url)}: cannot connect: {mask(detail)}") from None
+
+
+def url_scheme(url: str) -> str:
+    """``postgresql+psycopg://...`` -> ``postgresql``."""
+    return url.split(":", 1)[0].split("+", 1)[0].lower()
+
+
+def grpc_address(url: str) -> tuple[str, int]:
+    """(host, port) of a ``grpc://host:port`` storage URL.
+
+    >>> grpc_address("grpc://10.0.0.5:13000"), grpc_address("grpc://proxy")
+    (('10.0.0.5', 13000), ('proxy', 13000))
+    """
+    match = re.fullmatch(r"grpc://([^:/]+)(?::(\d+))?/?", url)
+    if match is None:
+        raise StorageError(f"storage {url}: expected grpc://host:port (the address of `dse sweep proxy`)")
+    return match[1], int(match[2] or 13000)
+
+
+def reachable(host: str, port: int, what: str, hint: str) -> None:
+    """A TCP connection to host:port within a few seconds, or a one-line error naming ``what``."""
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
+            pass
+    except OSError as err:
+        raise StorageError(f"{what}: cannot connect to {host}:{port} ({err.strerror or err}); {hint}") from None
+
+
+def shared_across_hosts(url: str | None) -> bool:
+    """Whether workers on other machines can use this storage (a journal file is one host's)."""
+    return url is not None
+
+
+def serve_proxy(url: str, host: str, port: int) -> None:
+    """Optuna's gRPC storage proxy in front of the database at ``url``, until interrupted.
+
+    The proxy has no TLS and no authentication: bind it to loopback or to the cluster's
+    private network only. Workers reach it as ``grpc://host:port``; the heartbeat and
+    dead-worker recovery of :mod:`dse.sweep.worker` are trial attributes, so they pass
+    through it unchanged.
+    """
+    if url_scheme(url) == GRPC_SCHEME:
+        raise StorageError(f"storage {url}: the proxy stands in front of a database; give its postgresql:// URL")
+    optuna.storages.run_grpc_proxy_server(open_storage(url, Path(".")), host=host, port=port)
 
 
 def postgres_binaries() -> Path | None:
