@@ -242,7 +242,7 @@ def test_a_killed_ray_worker_is_replaced_and_its_trial_resumes_through_the_proxy
     # the epochs after the checkpoint were trained again.
     assert [r["epoch"] for r in retries[0].user_attrs["history"]] == list(range(1, 9))
     resumed = json.loads((results / "tiny" / "runs" / retries[0].user_attrs["run"] / "results.json").read_text())
-    assert resumed["resumed_from_epoch"] >= 2
+    assert resumed["resumed_from_epoch"] >= 1  # from the checkpoint, not from scratch
     assert retries[0].user_attrs["worker"] != dead.user_attrs["worker"]
 
 

@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,7 +49,9 @@ def open_storage(url: str | None, results_dir: Path) -> optuna.storages.BaseStor
     if scheme == GRPC_SCHEME:
         host, port = grpc_address(url)
         reachable(host, port, f"storage {url}", "is `dse sweep proxy` running there?")
-        return optuna.storages.GrpcStorageProxy(host=host, port=port)
+        with warnings.catch_warnings():  # "experimental" on every worker's stderr: said once, in the README
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.GrpcStorageProxy(host=host, port=port)
     if scheme == "sqlite":
         raise StorageError(f"storage {mask(url)}: SQLite locks under parallel workers; use the default journal file "
                            "(omit storage) on one machine, or PostgreSQL across machines")
