@@ -34,7 +34,7 @@ from dse.contract import HISTORY, METRICS, SweepLayout, TrialStatus
 from dse.errors import DseError
 from dse.results.analysis import ResultsError, aggregate
 from dse.sweep.asha import promoted_trials
-from dse.sweep.storage import mask, open_storage
+from dse.sweep.storage import GRPC_SCHEME, mask, open_storage, url_scheme
 
 # User attrs that become their own columns (or rows of ``curves``), not generic extras.
 _STRUCTURED_ATTRS = {"status", "reason", "seed", "config", "history"}
@@ -191,8 +191,8 @@ def _load_study(name: str, directory: Path, storage: Any) -> optuna.Study:
         if not Path(storage).is_file():
             raise ResultsError(f"{storage}: no such journal file")
         storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage)))
-    elif isinstance(storage, str):
-        storage = open_storage(storage, directory)  # the sweep's own reading of a URL: grpc:// as postgresql://
+    elif isinstance(storage, str) and url_scheme(storage) == GRPC_SCHEME:
+        storage = open_storage(storage, directory)  # the proxy is no SQLAlchemy URL: open it as the workers do
     try:
         names = optuna.get_all_study_names(storage)
     except Exception as err:  # any driver or URL error: one line for the user
