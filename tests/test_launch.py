@@ -267,3 +267,52 @@ def test_the_slurm_recipe_runs_its_workers_against_the_proxy(tmp_path, grpc_prox
     without = subprocess.run(["bash", SLURM_RECIPE], env={k: v for k, v in env.items() if k != "DSE_STORAGE"},
                              capture_output=True, text=True)
     assert without.returncode != 0 and "set DSE_STORAGE" in without.stderr
+
+
+# ---- a real two-node Ray cluster on loopback: a head and a second raylet (`ray start`) ----
+@pytest.fixture
+def two_node_ray(tmp_path):
+    """A Ray head and a worker node, one CPU each, both on 127.0.0.1; yields the head's address."""
+    ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
+    env = {**os.environ, "HOME": str(tmp_path), "RAY_USAGE_STATS_ENABLED": "0"}
+    address = f"127.0.0.1:{free_port()}"
+    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--num-gpus", "0", "--disable-usage-stats"]
+    try:
+        for role in (["--head", "--port", address.split(":")[1], "--include-dashboard", "false"], ["--address", address]):
+            started = subprocess.run([*ray_cli, "start", *role, *common], env=env, capture_output=True, text=True,
+                                     timeout=180)
+            assert started.returncode == 0, started.stderr[-3000:]
+        status = ""
+        for _ in range(60):  # the second raylet registers with the head a few seconds after `ray start` returns
+            status = subprocess.run([*ray_cli, "status", "--address", address], env=env, capture_output=True,
+                                    text=True, timeout=60).stdout
+            if status.count(" node_") == 2:
+                break
+            time.sleep(1)
+        assert status.count(" node_") == 2, status
+        yield address
+    finally:
+        subprocess.run([*ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_a_journal_on_a_two_node_cluster_is_refused_before_any_trial(tmp_path, two_node_ray):
+    sweep, results = write_sweep(tmp_path), tmp_path / "results"
+    one_error_line(dse("sweep", "run", sweep, "--launcher", "ray", "--ray-address", two_node_ray, "--workers", "2",
+                       "--results-root", results, home=tmp_path),
+                   "a journal file is one machine's, and this Ray cluster has 2 nodes")
+    assert not results.exists()  # no study, no journal: nothing trained, nothing to lose
+
+
+@pytest.mark.slow
+@requires_fashion_mnist
+@pytest.mark.postgres
+def test_a_two_node_cluster_runs_the_sweep_against_postgresql(tmp_path, two_node_ray, postgres):
+    sweep, results = write_sweep(tmp_path, name="two_nodes"), tmp_path / "results"
+    out = dse("sweep", "run", sweep, "--launcher", "ray", "--ray-address", two_node_ray, "--workers", "2",
+              "--storage", postgres, "--results-root", results, home=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    trials = optuna.load_study(study_name="two_nodes", storage=postgres).trials
+    assert sorted(t.params["model.sr"] for t in trials if t.state == COMPLETE) == [0.25, 0.5, 1.0]
+    # One CPU per node and one per worker: the two actors that trained sit on different nodes.
+    assert len({t.user_attrs["worker"].split(":")[1] for t in trials}) == 2
