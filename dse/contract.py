@@ -32,6 +32,7 @@ class Source(StrEnum):
     EPOCH = "epoch"  # after every epoch (and at the end): usable by pruners
     RUN = "run"  # once, at the end of a completed run
     COMPRESS = "compress"  # at the end of a completed run whose config asks for compression
+    BOUND = "bound"  # before training, from the spec and the compression settings: usable in constraints
     EPOCH_ONLY = "epoch_only"  # a field of the per-epoch history, not a trial metric
 
 
@@ -92,6 +93,8 @@ _REGISTRY = (
     _accuracy("test_top1_compressed", "test top-1, compressed", Source.COMPRESS),
     _accuracy("test_top5_compressed", "test top-5, compressed", Source.COMPRESS),
     Metric("energy_compressed_uj", "estimated energy, compressed", Source.COMPRESS, "µJ"),
+    # Before training, with ``compress``: the most bytes its file can take (dse.compress.bound).
+    Metric("compressed_bytes_bound", "compressed size bound", Source.BOUND, "kB", 1e-3),
 )
 # Trial metrics, in table order: what a worker stores per trial and results tables show.
 METRICS: dict[str, Metric] = {m.name: m for m in _REGISTRY}
@@ -105,6 +108,12 @@ HISTORY: dict[str, Metric] = {
     "epoch_train_s": Metric("epoch_train_s", "epoch train time", Source.EPOCH_ONLY, "s"),
     "images": Metric("images", "images seen", Source.EPOCH_ONLY, goal="maximize"),
 }
+
+# A metric known only after compression and the one known earlier that stands for it: ASHA's
+# rungs rank on the stand-in, and a constraint on a metric with an upper bound is checked on
+# the bound before training (dse.sweep.config.Constraint.bound_margin).
+UPPER_BOUNDS = {"compressed_bytes": "compressed_bytes_bound"}
+STAND_INS = {"val_top1_compressed": "val_top1", "val_top5_compressed": "val_top5", **UPPER_BOUNDS}
 
 ACCURACIES = tuple(name for name, m in METRICS.items() if m.unit == "%")
 # What ``measure_latency`` adds to a run; a sweep that optimises or constrains one turns it on.

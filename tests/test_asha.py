@@ -121,8 +121,8 @@ INVALID = [
     ({"pruner": {"name": "none", "tie_break": "crowding"}}, "pruner: tie_break applies to asha, not none"),
     ({"objectives": [{"metric": "test_top1", "goal": "maximize"}, {"metric": "params", "goal": "minimize"}]},
      "test_top1 is known only at the end of a run"),
-    ({"objectives": [{"metric": "val_top1", "goal": "maximize"}, {"metric": "compressed_bytes", "goal": "minimize"}],
-      "base": {**BASE, "compress": {"sparsity": 0.5}}}, "compressed_bytes is known only at the end of a run"),
+    ({"objectives": [{"metric": "val_top1", "goal": "maximize"}, {"metric": "compression_ratio", "goal": "maximize"}],
+      "base": {**BASE, "compress": {"sparsity": 0.5}}}, "compression_ratio is known only at the end of a run"),
     ({"objectives": [{"metric": "params", "goal": "minimize"}]}, "pruner: asha needs an objective reported per epoch"),
     ({"pruner": {"name": "hyperband"}}, "Optuna prunes single-objective studies only; use pruner asha or none"),
 ]
@@ -553,3 +553,44 @@ def test_at_the_budgets_end_no_new_candidate_starts(tmp_path):
     path = write_sweep(tmp_path, sampler={"name": "random", "seed": 0}, budget={"wall_clock_minutes": 20, "trials": 3})
     assert len(run_to_the_end(path, seconds_left=600).trials) == 0  # a new candidate needs 900 s
     assert len(run_to_the_end(path, seconds_left=1000).trials) >= 3  # 900 s fit: it samples
+
+
+# ---- compressed objectives: rungs on stand-ins, a byte bound before training ----
+COMPRESSED = [{"metric": "val_top1_compressed", "goal": "maximize"}, {"metric": "compressed_bytes", "goal": "minimize"}]
+
+
+def test_compressed_objectives_rank_rungs_on_stand_ins_and_a_hopeless_bound_trains_nothing(tmp_path):
+    from dse.compress.bound import compressed_bytes_bound
+    from dse.train import TrainConfig
+
+    # Bounds at these widths, 50% sparsity: SR 0.125/0.25/0.5 at 2 bits 27,411/35,829/51,456 bytes,
+    # at 8 bits 62,069/75,875/101,092. A 25,000-byte limit x the 2.5 margin = 62,500.
+    base = {**BASE, "epochs": EPOCHS, "compress": {"sparsity": 0.5, "bits": 4}}
+    path = write_sweep(tmp_path, objectives=COMPRESSED, base=base,
+                       space={"model.sr": {"values": [0.125, 0.25, 0.5]}, "compress.bits": {"values": [2, 8]}},
+                       constraints=[{"metric": "compressed_bytes", "max": 25_000}])
+    trainer = CheckpointingStub()
+    study = run_workers(path, trainer)
+    by_point = {(t.params["model.sr"], t.params["compress.bits"]): t for t in study.trials if PROMOTED_FROM not in t.user_attrs}
+    assert len(by_point) == 6
+    for (sr, bits), trial in by_point.items():
+        cfg = TrainConfig.model_validate({**base, "model": {**BASE["model"], "sr": sr},
+                                          "compress": {"sparsity": 0.5, "bits": bits}})
+        bound = compressed_bytes_bound(cfg)
+        assert trial.user_attrs["compressed_bytes_bound"] == bound
+        if bound > 62_500:  # (0.25, 8) and (0.5, 8): never trained
+            assert trial.user_attrs["status"] == "infeasible" and "run" not in trial.user_attrs, (sr, bits)
+            assert f"compressed_bytes_bound={bound:,} > 2.5 x max 25,000" in trial.user_attrs["reason"]
+            continue
+        # The first rung (epoch 1) ranked the uncompressed accuracy and the bound: what is known by then.
+        first_epoch = trial.user_attrs["history"][0]
+        assert trial.system_attrs[rung_attr(0)]["values"] == [first_epoch["val_top1"], bound], (sr, bits)
+    assert sum(t.user_attrs["status"] == "infeasible" for t in by_point.values()) == 2
+    assert len(trainer.trained) == 4  # the four candidates within the margin trained, and only they
+    trainer.check_never_retrained()
+
+
+def test_an_asha_sweep_may_optimise_compressed_metrics_through_their_stand_ins(tmp_path):
+    # (A compressed metric with no stand-in, compression_ratio, is refused: INVALID above.)
+    sweep = load_sweep(write_sweep(tmp_path, objectives=COMPRESSED, base={**BASE, "epochs": EPOCHS, "compress": {"bits": 6}}))
+    assert [o.metric for o in sweep.objectives] == ["val_top1_compressed", "compressed_bytes"]

@@ -25,13 +25,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dse import config_io
-from dse.contract import METRICS, Source, names
+from dse.contract import METRICS, STAND_INS, UPPER_BOUNDS, Source, names
 from dse.errors import ConfigError, SpecError
 from dse.sweep.asha import TieBreak
 from dse.train.config import TrainConfig
 
 # Known before training (from the spec): usable in constraints.
 STATIC_METRICS = names(Source.STATIC)
+# Known before training from the spec and the compression settings (a sweep that compresses).
+BOUND_METRICS = names(Source.BOUND)
 # Reported per epoch: usable by pruners (by Optuna's as the first objective).
 EPOCH_METRICS = names(Source.EPOCH)
 OPTUNA_PRUNERS = ("median", "hyperband")  # single-objective; dse's asha takes several objectives
@@ -115,6 +117,11 @@ class Constraint(BaseModel):
     metric: str
     max: float | None = None
     min: float | None = None
+    # Huffman coding shortens a file below its fixed-width bound by what the trained weights
+    # allow (the flagship: 2.08x); a candidate whose bound is more than this many times the
+    # max would need more than that, and is not trained.
+    bound_margin: float = Field(2.5, ge=1.0, description="compressed_bytes max: skip, before training, a candidate "
+                                "whose upper bound (compressed_bytes_bound) exceeds max x bound_margin")
 
     @model_validator(mode="after")
     def _known_with_bound(self) -> Constraint:
@@ -133,7 +140,16 @@ class Constraint(BaseModel):
 
     @property
     def before_training(self) -> bool:
-        return self.metric in STATIC_METRICS
+        return self.metric in (*STATIC_METRICS, *BOUND_METRICS)
+
+    def bound_violation(self, known: dict[str, float]) -> str | None:
+        """Before training: why a candidate cannot meet ``max`` by any margin coding may save, or None
+        (no bound known for this metric, or the bound within ``max x bound_margin``)."""
+        bound = known.get(UPPER_BOUNDS.get(self.metric, ""))
+        if self.max is None or bound is None or bound <= self.max * self.bound_margin:
+            return None
+        return (f"{UPPER_BOUNDS[self.metric]}={bound:,.0f} > {self.bound_margin:g} x max {self.max:,.0f} "
+                f"(the file would have to code {bound / self.max:.2f}x below its bound)")
 
     def excess(self, metrics: dict[str, float]) -> float:
         """How far outside the bound the value is (<= 0 inside): Optuna's constraint convention."""
@@ -258,7 +274,7 @@ class SweepConfig(BaseModel):
         if self.sampler.name == "nsga2" and len(self.objectives) < 2:
             raise ValueError("sampler nsga2 is for several objectives; add one or use tpe")
         compressed = {o.metric for o in self.objectives} | {c.metric for c in self.constraints}
-        compressed &= set(names(Source.COMPRESS))
+        compressed &= set(names(Source.COMPRESS, Source.BOUND))
         if compressed and "compress" not in self.base and not any(k.startswith("compress.") for k in self.space):
             raise ValueError(f"{sorted(compressed)[0]} needs compression: add base.compress (e.g. "
                              "{sparsity: 0.33, bits: 6}) or compress.* keys to the space")
@@ -266,12 +282,14 @@ class SweepConfig(BaseModel):
 
     def _check_asha_objectives(self) -> None:
         """ASHA compares trials at each rung, so it needs every objective's value there."""
-        late = [o.metric for o in self.objectives if o.metric not in (*EPOCH_METRICS, *STATIC_METRICS)]
+        early = (*EPOCH_METRICS, *STATIC_METRICS, *BOUND_METRICS)
+        late = [o.metric for o in self.objectives if o.metric not in early and STAND_INS.get(o.metric) not in early]
         if late:
             raise ValueError(f"pruner: asha compares trials at each rung, so every objective must be reported per "
-                             f"epoch ({', '.join(EPOCH_METRICS)}) or known before training ({', '.join(STATIC_METRICS)}); "
-                             f"{late[0]} is known only at the end of a run")
-        if not any(o.metric in EPOCH_METRICS for o in self.objectives):
+                             f"epoch ({', '.join(EPOCH_METRICS)}) or known before training ({', '.join(STATIC_METRICS)}), "
+                             f"or stand for one that is ({', '.join(STAND_INS)}); {late[0]} is known only at the end "
+                             "of a run")
+        if not any(o.metric in EPOCH_METRICS or STAND_INS.get(o.metric) in EPOCH_METRICS for o in self.objectives):
             raise ValueError(f"pruner: asha needs an objective reported per epoch ({', '.join(EPOCH_METRICS)}); "
                              "the others are known before training")
 

@@ -24,7 +24,8 @@ from optuna.trial import TrialState
 
 import dse
 from dse.arch import expand, summarize
-from dse.contract import LATENCIES, RunResult, Source, SweepLayout, TrialStatus, names, run_metrics
+from dse.compress.bound import compressed_bytes_bound
+from dse.contract import LATENCIES, STAND_INS, RunResult, Source, SweepLayout, TrialStatus, names, run_metrics
 from dse.data import Splits, load_splits
 from dse.errors import DseError
 from dse.sweep.asha import (
@@ -268,10 +269,13 @@ class Worker:
             cfg = cfg.model_copy(update={"measure_latency": True})
         summary = summarize(expand(cfg.model))
         static = summary.static_metrics()
+        if cfg.compress is not None:
+            static["compressed_bytes_bound"] = compressed_bytes_bound(cfg)
         trial.set_user_attr("config", cfg.model.model_dump(mode="json"))
         for key, value in static.items():
             trial.set_user_attr(key, value)
         violations = [v for c in self.sweep.constraints if c.before_training and (v := c.violation(static))]
+        violations += [v for c in self.sweep.constraints if (v := c.bound_violation(static))]
         if violations:
             return _Outcome(TrialStatus.INFEASIBLE, "; ".join(violations), history, TrialState.FAIL)
 
@@ -288,7 +292,7 @@ class Worker:
                 if trial.should_prune():
                     raise optuna.TrialPruned()
             if asha is not None:
-                values = [record.get(o.metric, static.get(o.metric)) for o in self.sweep.objectives]
+                values = [rung_value(o.metric, record, static) for o in self.sweep.objectives]
                 reason = asha.reason_to_stop(record["epoch"], values)
                 if reason:
                     raise optuna.TrialPruned(reason)
@@ -328,6 +332,16 @@ class Worker:
         violations = [v for c in self.sweep.constraints if (v := c.violation(measured))]
         trial.set_user_attr(FEASIBLE, not violations)
         return "; ".join(violations)
+
+
+def rung_value(metric: str, record: dict, static: dict) -> float | None:
+    """An objective's value at an ASHA rung: its own if known by this epoch, else its stand-in's
+    (the uncompressed accuracy for a compressed one, the byte bound for the file's bytes)."""
+    for name in (metric, STAND_INS.get(metric)):
+        for known in (record, static):
+            if name in known:
+                return known[name]
+    return None
 
 
 def keep_final_checkpoint(directory: Path) -> None:
