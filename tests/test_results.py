@@ -177,11 +177,14 @@ def test_draw_all_saves_png_and_svg_of_figures_chosen_from_the_sweep(results, tm
         "importance"}
     for fig in figures.values():
         assert fig.get_suptitle() and "fashion_mnist, 4 epochs" in fig.get_supxlabel()
-        assert fig.axes[0].get_xlabel() and all(ax.get_ylabel() for ax in fig.axes)  # twin axes share the x label
+        plotted = [ax for ax in fig.axes if ax.axison]  # a Pareto plot's key panel has no axes drawn
+        assert fig.axes[0].get_xlabel() and all(ax.get_ylabel() for ax in plotted)  # twin axes share the x label
     assert "(MB)" in figures["pareto_size"].axes[0].get_xlabel() and "(MMACs)" in figures["pareto_macs"].axes[0].get_xlabel()
     assert "(%)" in figures["pareto_size"].axes[0].get_ylabel()
-    labels = [t.get_text() for t in figures["pareto_size"].axes[0].texts]
-    assert labels == ["sr=0.125 simple", "sr=0.25 simple", "sr=0.5 simple"]
+    pareto_size = figures["pareto_size"]
+    assert [t.get_text() for t in pareto_size.axes[0].texts] == ["1", "2", "3"]  # numbered, by size
+    key = pareto_size.axes[1].texts[1].get_text().splitlines()
+    assert [line.split("MB")[1].strip() for line in key] == ["sr=0.125 simple", "sr=0.25 simple", "sr=0.5 simple"]
     written = dr.draw_all(results, tmp_path / "plots")
     assert len(written) == 2 * len(figures) and all(p.stat().st_size > 1000 for p in written)
     assert {p.suffix for p in written} == {".png", ".svg"}
@@ -358,3 +361,54 @@ def test_results_schemas_and_cli_import_without_jax():
     code = "import sys, dse.results, dse.sweep.config, dse.arch.analytics, dse.cli; print('jax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ---- labels that read: a crowded front, no two labels on each other, all inside the figure ----
+def _crowded_front(n: int = 24) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(0)
+    size = np.geomspace(0.01, 1.2, n)  # a front packed into the small end, as SqueezeNets are
+    front = pd.DataFrame({"model_size_mb": size, "val_top1": 0.80 + 0.1 * np.log10(size / 0.01) / 2.1,
+                          "model.base_e": rng.choice([16, 32, 48, 64], n), "model.sr": rng.choice([0.125, 0.5, 1.0], n),
+                          "model.bypass": rng.choice(["none", "simple", "complex"], n)})
+    behind = front.assign(val_top1=front["val_top1"] - rng.uniform(0.02, 0.3, n))
+    trials = pd.concat([front, behind], ignore_index=True).assign(status="completed", state="COMPLETE", macs=1.0)
+    references = pd.DataFrame({"label": ["ResNet-20", "MobileNet v2 0.35x", "MobileNet v1 0.5x", "ShuffleNet v2 0.5x",
+                                         "AlexNet 0.25x"],
+                               "model_size_mb": [1.04, 1.55, 1.35, 3.1, 5.6], "val_top1": [0.88, 0.87, 0.84, 0.83, 0.71]})
+    return trials, references
+
+
+def _boxes(fig, texts):
+    from dse.results.labels import label_boxes
+
+    return label_boxes(fig, texts)
+
+
+def test_a_crowded_fronts_labels_neither_overlap_nor_leave_the_figure():
+    from matplotlib.text import Annotation
+
+    trials, references = _crowded_front()
+    fig = dr.pareto(trials, "model_size_mb", "val_top1", references=references, caption="a crowded front")
+    ax = fig.axes[0]
+    labels = [t for t in ax.texts if isinstance(t, Annotation)]
+    assert len(labels) == 24 + 5  # a number per front point, a name per other family
+    boxes = _boxes(fig, labels)
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)
+    frame = ax.get_window_extent(fig.canvas.get_renderer())
+    for box in boxes:  # inside the axes, so inside the figure too
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, box
+    legend = ax.get_legend().get_window_extent(fig.canvas.get_renderer())
+    assert not any(box.overlaps(legend) for box in boxes)
+    figure_box = fig.bbox
+    for text in fig.axes[1].texts:  # the key beside the plot
+        box = _boxes(fig, [text])[0]
+        assert figure_box.x0 <= box.x0 and box.x1 <= figure_box.x1 and figure_box.y0 <= box.y0, box
+    assert ax.get_xscale() == "log"  # 0.01 to 5.6 MB: more than 10x
+
+
+def test_a_narrow_front_keeps_a_linear_axis():
+    trials, _ = _crowded_front(6)
+    trials["model_size_mb"] = np.linspace(0.5, 1.2, len(trials))
+    assert dr.pareto(trials, "model_size_mb", "val_top1").axes[0].get_xscale() == "linear"

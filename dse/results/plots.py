@@ -11,6 +11,7 @@ Only :func:`draw_all` writes files.
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from dse.arch.analytics import MIB
 from dse.contract import VAL_ACCURACIES, SweepLayout, TrialStatus, stored_param
@@ -35,6 +37,7 @@ from dse.results.analysis import (
     swept_params,
 )
 from dse.results.frames import SweepResults, describe, frames_from_study, reference_points
+from dse.results.labels import place_labels
 from dse.results.metrics import metric, param_label
 
 # A numeric parameter with at most this many values gets a Figure 3-style sweep plot.
@@ -120,8 +123,6 @@ def tradeoff(agg: pd.DataFrame, param: str, cost: str = "model_size_mb", metric_
     y = _values(agg, f"{metric_name}_mean", acc.scale)
     ax.errorbar(x, y, yerr=_values(agg, f"{metric_name}_std", acc.scale, 0.0), fmt="o", color="0.35", capsize=3,
                 label="mean ± std over seeds")
-    for px, py, value in zip(x, y, agg[param], strict=True):
-        ax.annotate(short_label({param: value}), (px, py), textcoords="offset points", xytext=(4, 4), fontsize="x-small")
     for i, (name, values) in enumerate((series or {}).items()):
         line = rows.reindex([stored_param(v) for v in values])
         ax.plot(_values(line, f"{cost}_mean", cost_metric.scale), _values(line, f"{metric_name}_mean", acc.scale),
@@ -129,7 +130,10 @@ def tradeoff(agg: pd.DataFrame, param: str, cost: str = "model_size_mb", metric_
     ax.margins(x=0.12, y=0.12)
     ax.set_xlabel(cost_metric.axis_label)
     ax.set_ylabel(f"{acc.axis_label}, mean ± std")
+    _log_if_wide(ax, x)
     ax.legend(fontsize="small", loc="lower right")
+    shown = np.isfinite(x) & np.isfinite(y)
+    place_labels(ax, list(zip(x[shown], y[shown])), [short_label({param: v}) for v in agg[param][shown]])
     return fig
 
 
@@ -181,7 +185,8 @@ def pareto(trials: pd.DataFrame, x: str = "model_size_mb", y: str | None = None,
     """
     y = y or accuracy_metric(trials)
     xm, ym = metric(x), metric(y)
-    fig, ax = _figure(f"Pareto front: {ym.label} vs {xm.label}", caption, trials)
+    fig, (ax, key_ax) = _figure(f"Pareto front: {ym.label} vs {xm.label}", caption, trials, ncols=2,
+                                figsize=(10.5, 4.8), width_ratios=(3, 1.9))
     shown = trials[trials[x].notna() & trials[y].notna()]
     for i, (status, group) in enumerate(shown.groupby("status", sort=True)):
         ax.scatter(group[x].astype(float) * xm.scale, group[y].astype(float) * ym.scale, color="0.55", alpha=0.35,
@@ -198,18 +203,12 @@ def pareto(trials: pd.DataFrame, x: str = "model_size_mb", y: str | None = None,
     labels: dict[tuple[float, float], list[str]] = {}  # seeds of one configuration can land on one point
     for (_, row), px, py in zip(front.iterrows(), fx, fy, strict=True):
         labels.setdefault((px, py), []).append(row_label(row, params))
-    # Neighbouring front points alternate below / above their marker, so neighbours' labels do
-    # not overlap; labels in the right third of the axis extend leftwards (not cut off) and
-    # above, since one extending left below its point would end beside its neighbour's marker.
-    ax.margins(x=0.06, y=0.12)  # room for the labels of the extreme points
-    x_right = min(fx) + 0.66 * (max(fx) - min(fx)) if len(fx) else 0.0
-    for i, (point, texts) in enumerate(labels.items()):
-        leftwards = point[0] > x_right
-        below = i % 2 == 0 and not leftwards
-        ax.annotate("\n".join(dict.fromkeys(texts)), point, textcoords="offset points", fontsize="x-small",
-                    xytext=(-4 if leftwards else 4, -8 if below else 8), va="top" if below else "bottom",
-                    ha="right" if leftwards else "left")
-    _references(ax, references, x, y)
+    references = _reference_points(references, x, y)
+    if references is not None:
+        ax.scatter(references["px"], references["py"], marker="X", color="black", s=36, zorder=3,
+                   label=f"other families ({len(references)})")
+    ax.margins(x=0.06, y=0.12)
+    _log_if_wide(ax, [*shown[x].astype(float) * xm.scale, *(references["px"] if references is not None else [])])
     ax.set_xlabel(xm.axis_label)
     ax.set_ylabel(ym.axis_label)
     if shown.empty:
@@ -219,21 +218,55 @@ def pareto(trials: pd.DataFrame, x: str = "model_size_mb", y: str | None = None,
     if len(shown) < len(trials):
         handles.append(Line2D([], [], ls="none"))
         names.append(f"not shown: {len(trials) - len(shown)} without {y} or {x}")
-    ax.legend(handles, names, fontsize="small", loc="lower right")
+    ax.legend(handles, names, fontsize="small", loc="best")
+    # Front points get numbers beside their markers and their settings in the key: long labels
+    # on a crowded front cannot overlap there. The other families keep their short names.
+    numbered = [(point, str(i)) for i, point in enumerate(labels, start=1)]
+    key_lines = [f"{i:>2}  {py:5.1f}{ym.unit} {px:8.3g} {xm.unit}  {' / '.join(dict.fromkeys(texts))}"
+                 for i, ((px, py), texts) in enumerate(labels.items(), start=1)]
+    _key(key_ax, "Pareto front, by " + xm.label, key_lines)
+    others = [] if references is None else list(zip(zip(references["px"], references["py"]), references["label"]))
+    place_labels(ax, [p for p, _ in numbered] + [p for p, _ in others], [t for _, t in numbered] + [t for _, t in others],
+                 markers=list(zip(shown[x].astype(float) * xm.scale, shown[y].astype(float) * ym.scale)))
     return fig
 
 
-def _references(ax: Axes, references: pd.DataFrame | None, x: str, y: str) -> None:
-    """Other families' trained points as labelled reference markers (one legend entry)."""
+def _reference_points(references: pd.DataFrame | None, x: str, y: str) -> pd.DataFrame | None:
+    """Other families' trained points (``label``, display ``px``/``py``), or None."""
     if references is None or x not in references or y not in references:
-        return
+        return None
     points = references[references[x].notna() & references[y].notna()]
     if points.empty:
-        return
-    xs, ys = points[x].astype(float) * metric(x).scale, points[y].astype(float) * metric(y).scale
-    ax.scatter(xs, ys, marker="X", color="black", s=36, zorder=3, label=f"other families ({len(points)})")
-    for label, px, py in zip(points["label"], xs, ys, strict=True):
-        ax.annotate(label, (px, py), textcoords="offset points", xytext=(4, 4), fontsize="x-small", color="0.15")
+        return None
+    return pd.DataFrame({"label": points["label"].to_numpy(), "px": points[x].astype(float).to_numpy() * metric(x).scale,
+                         "py": points[y].astype(float).to_numpy() * metric(y).scale})
+
+
+def _log_if_wide(ax: Axes, values: Sequence[float], span: float = 10.0) -> None:
+    """A log x axis where the values span more than ``span``x: sizes, bytes and MACs of one sweep
+    and its baselines do, and a linear axis would crowd the small ones into its first percent."""
+    values = np.asarray([v for v in values if np.isfinite(v)], float)
+    if len(values) and values.min() > 0 and values.max() / values.min() > span:
+        _log_x(ax)
+
+
+def _log_x(ax: Axes) -> None:
+    ax.set_xscale("log")
+    # Ticks at 1, 2 and 5 of each decade, written as plain numbers: matplotlib's default
+        # labels minor ticks as 2x10^-1 where the axis spans under two decades, and they collide.
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _key(ax: Axes, title: str, lines: Sequence[str], max_lines: int = 28) -> None:
+    """A numbered key in its own panel beside the plot."""
+    ax.axis("off")
+    if len(lines) > max_lines:
+        lines = [*lines[:max_lines - 1], f"    ... and {len(lines) - max_lines + 1} more (dse sweep status)"]
+    ax.text(0, 1, title, transform=ax.transAxes, va="top", ha="left", fontsize="small", weight="bold")
+    ax.text(0, 0.94, "\n".join(lines), transform=ax.transAxes, va="top", ha="left", fontsize="x-small",
+            family="monospace", linespacing=1.3)
 
 
 def _float32_beside(ax: Axes, front: pd.DataFrame, fx: pd.Series, fy: pd.Series, float32_y: str, x_scale: float) -> None:
@@ -245,7 +278,7 @@ def _float32_beside(ax: Axes, front: pd.DataFrame, fx: pd.Series, fy: pd.Series,
     for x0, y0, x1, y1 in zip(sx, sy, fx, fy, strict=True):
         ax.plot([x0, x1], [y0, y1], color="C3", lw=0.6, alpha=0.5, ls=":")
     ax.scatter(sx, sy, facecolors="none", edgecolors="C3", label="same models in float32")
-    ax.set_xscale("log")  # float32 and compressed sizes lie an order of magnitude apart
+    _log_x(ax)  # float32 and compressed sizes lie an order of magnitude apart
 
 
 def learning_curves(curves: pd.DataFrame, metric_name: str = "val_top1", *, numbers: Sequence[int] | None = None,
@@ -442,10 +475,11 @@ def draw_all(results: SweepResults, directory: str | Path | None = None, formats
 # --------------------------------------------------------------------------- helpers
 
 
-def _figure(title: str, caption: str | None, frame: pd.DataFrame, *, ncols: int = 1, figsize=(6.4, 4.6)):
+def _figure(title: str, caption: str | None, frame: pd.DataFrame, *, ncols: int = 1, figsize=(6.4, 4.6),
+            width_ratios: Sequence[float] | None = None):
     fig = Figure(figsize=figsize, layout="constrained")
-    axes = fig.subplots(1, ncols)
-    fig.suptitle(title)
+    axes = fig.subplots(1, ncols, width_ratios=width_ratios)
+    fig.suptitle(textwrap.fill(title, 64 * ncols))  # a long parameter name must not run off the frame
     caption = caption if caption is not None else frame.attrs.get("caption", "")
     if caption:
         fig.supxlabel(caption, fontsize="small", color="0.35")
