@@ -246,11 +246,11 @@ class ArchConfig(BaseModel):
 
     # First, so the other fields' validators can read it.
     family: Family = Field("squeezenet", description="squeezenet, or a baseline network (dse.arch.families)")
-    base_e: int = 128
-    incr_e: int = 128
-    freq: int = 2
-    pct3x3: float = 0.5
-    sr: float = 0.125
+    base_e: int = Field(128, description="expand filters of the first Fire module")
+    incr_e: int = Field(128, description="expand filters added every freq modules")
+    freq: int = Field(2, description="modules between width increments")
+    pct3x3: float = Field(0.5, description="share of a Fire module's expand filters that are 3x3")
+    sr: float = Field(0.125, description="squeeze ratio: squeeze filters / expand filters")
     num_fires: int = Field(8, description="depth: the number of Fire modules (fire2 .. fire{num_fires+1})")
     stem: Stem = "v1.0"
     stem_filters: int | None = Field(None, description="override the stem's conv1 width")

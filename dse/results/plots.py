@@ -133,7 +133,7 @@ def tradeoff(agg: pd.DataFrame, param: str, cost: str = "model_size_mb", metric_
     _log_if_wide(ax, x)
     ax.legend(fontsize="small", loc="lower right")
     shown = np.isfinite(x) & np.isfinite(y)
-    place_labels(ax, list(zip(x[shown], y[shown])), [short_label({param: v}) for v in agg[param][shown]])
+    place_labels(ax, list(zip(x[shown], y[shown], strict=True)), [short_label({param: v}) for v in agg[param][shown]])
     return fig
 
 
@@ -225,9 +225,10 @@ def pareto(trials: pd.DataFrame, x: str = "model_size_mb", y: str | None = None,
     key_lines = [f"{i:>2}  {py:5.1f}{ym.unit} {px:8.3g} {xm.unit}  {' / '.join(dict.fromkeys(texts))}"
                  for i, ((px, py), texts) in enumerate(labels.items(), start=1)]
     _key(key_ax, "Pareto front, by " + xm.label, key_lines)
-    others = [] if references is None else list(zip(zip(references["px"], references["py"]), references["label"]))
-    place_labels(ax, [p for p, _ in numbered] + [p for p, _ in others], [t for _, t in numbered] + [t for _, t in others],
-                 markers=list(zip(shown[x].astype(float) * xm.scale, shown[y].astype(float) * ym.scale)))
+    others = references if references is not None else pd.DataFrame({"px": [], "py": [], "label": []})
+    place_labels(ax, [p for p, _ in numbered] + list(zip(others["px"], others["py"], strict=True)),
+                 [t for _, t in numbered] + list(others["label"]),
+                 markers=list(zip(shown[x].astype(float) * xm.scale, shown[y].astype(float) * ym.scale, strict=True)))
     return fig
 
 

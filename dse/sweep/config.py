@@ -45,11 +45,11 @@ class ParamSpec(BaseModel):
 
     model_config = Strict
 
-    values: list[Any] | None = None
-    low: float | None = None
-    high: float | None = None
-    step: float | None = None
-    log: bool = False
+    values: list[Any] | None = Field(None, description="the choices (a mapping merges into base)")
+    low: float | None = Field(None, description="a range's lower end")
+    high: float | None = Field(None, description="a range's upper end")
+    step: float | None = Field(None, description="a range's grid spacing (whole numbers: an int range)")
+    log: bool = Field(False, description="sample the range on a log scale")
 
     @model_validator(mode="after")
     def _one_kind(self) -> ParamSpec:
@@ -95,8 +95,10 @@ class ParamSpec(BaseModel):
 
 
 class Objective(BaseModel):
+    """One metric to optimise; a study's objectives are Optuna's, in this order."""
+
     model_config = Strict
-    metric: str
+    metric: str = Field(description="a metric name (table below)")
     goal: Literal["maximize", "minimize"]
 
     @field_validator("metric")
@@ -114,9 +116,9 @@ class Constraint(BaseModel):
     marked infeasible, and the samplers that take constraints (TPE, NSGA-II, GP) steer away."""
 
     model_config = Strict
-    metric: str
-    max: float | None = None
-    min: float | None = None
+    metric: str = Field(description="a metric name (table below)")
+    max: float | None = Field(None, description="the largest value allowed")
+    min: float | None = Field(None, description="the smallest value allowed")
     # Huffman coding shortens a file below its fixed-width bound by what the trained weights
     # allow (the flagship: 2.08x); a candidate whose bound is more than this many times the
     # max would need more than that, and is not trained.
@@ -168,8 +170,8 @@ class Constraint(BaseModel):
 
 class SamplerConfig(BaseModel):
     model_config = Strict
-    name: Literal["grid", "random", "tpe", "nsga2", "gp"] = "tpe"
-    seed: int = 0
+    name: Literal["grid", "random", "tpe", "nsga2", "gp"] = Field("tpe", description="Optuna's sampler of that name")
+    seed: int = Field(0, description="the sampler's seed (worker k of a parallel sweep adds k)")
     # NSGA-II breeds a generation from the previous one; Optuna's default of 50 would make a
     # CPU-sized budget of a few dozen trials one random generation.
     population_size: int | None = Field(None, ge=2, description="nsga2 only: trials per generation (default 50)")
@@ -231,13 +233,13 @@ class WorkerResources(BaseModel):
 class SweepConfig(BaseModel):
     model_config = Strict
 
-    name: str
-    description: str = ""
+    name: str = Field(description="the study's name, and its folder under the results root")
+    description: str = Field("", description="free text, kept with the results")
     base: dict[str, Any] = Field(default_factory=dict, description="the fixed training config (dse train's schema)")
-    space: dict[str, ParamSpec] = Field(default_factory=dict)
+    space: dict[str, ParamSpec] = Field(default_factory=dict, description="dotted key into base -> its values or range")
     repeats: int = Field(1, ge=1, description="seeds per configuration")
     objectives: list[Objective] = Field(default_factory=lambda: [Objective(metric="val_top1", goal="maximize")], min_length=1)
-    constraints: list[Constraint] = Field(default_factory=list)
+    constraints: list[Constraint] = Field(default_factory=list, description="bounds a candidate must meet")
     sampler: SamplerConfig = SamplerConfig()
     pruner: PrunerConfig = PrunerConfig()
     budget: BudgetConfig = BudgetConfig()
