@@ -237,15 +237,23 @@ def sweep_run(
     with live:
         study = run_sweep(file, workers=workers, url=storage, trials=trials, results_root=results_root, on_progress=show,
                           launch=launch)
-    _export_and_plot(results_root / study.study_name, storage)
+    loaded = _export_and_plot(results_root / study.study_name, storage)
+    from dse.console import best_table
+
+    stdout.print(best_table(loaded))
+    where = "" if results_root == Path("results") else f" --results-root {results_root}"
+    store = f" --storage {storage}" if storage else ""
+    stdout.print(f"look further: dse sweep status {file}{where}{store} · dse sweep plot {file}{where}{store} · "
+                 f"dse dashboard {results_root / study.study_name}{store}", highlight=False, soft_wrap=True)
 
 
-def _export_and_plot(results_dir: Path, storage: str | None) -> None:
+def _export_and_plot(results_dir: Path, storage: str | None):
     from dse import results as dse_results
 
     loaded = dse_results.load(results_dir, storage=storage)
     written = dse_results.export(loaded) + dse_results.draw_all(loaded)
     stdout.print(f"wrote {len(written)} files under {results_dir}", highlight=False)
+    return loaded
 
 
 @sweep_app.command("worker")
@@ -281,10 +289,15 @@ def sweep_proxy(
     serve_proxy(storage, host, port)
 
 
+SWEEP_SUFFIXES = (".yaml", ".yml")
+
+
 def _sweep_layout(name_or_dir: str | Path, results_root: Path) -> SweepLayout:
-    """The results folder named on the command line (a folder, or a sweep name under ``results_root``);
-    this command's unexpected errors are logged there."""
+    """The results folder named on the command line (a folder, a sweep file, or a sweep name under
+    ``results_root``); this command's unexpected errors are logged there."""
     path = Path(name_or_dir)
+    if path.is_file() and path.suffix in SWEEP_SUFFIXES:
+        return _sweep_file_layout(path, results_root)
     layout = SweepLayout(path if path.is_dir() else results_root / name_or_dir)
     _crash_log_in(layout.crash_log)
     return layout
@@ -293,12 +306,14 @@ def _sweep_layout(name_or_dir: str | Path, results_root: Path) -> SweepLayout:
 def _sweep_file_layout(file: Path, results_root: Path) -> SweepLayout:
     from dse.sweep.config import load_sweep
 
-    return _sweep_layout(results_root / load_sweep(file).name, results_root)
+    layout = SweepLayout(results_root / load_sweep(file).name)
+    _crash_log_in(layout.crash_log)
+    return layout
 
 
 @sweep_app.command("status")
 def sweep_status(
-    name_or_dir: Annotated[str, typer.Argument(help="sweep name or results folder")],
+    name_or_dir: Annotated[str, typer.Argument(help="sweep file, sweep name or results folder")],
     storage: StorageOption = None,
     results_root: ResultsRoot = Path("results"),
 ) -> None:
@@ -313,6 +328,8 @@ def sweep_status(
     if not layout.sweep_file.exists():
         raise DseError(f"{layout.root}: no sweep results here (expected {layout.sweep_file})")
     sweep = load_sweep(layout.sweep_file)
+    if storage_url(sweep, storage) is None and not layout.journal.exists():  # status reads; it creates no study
+        raise DseError(f"{layout.root}: no {layout.journal.name} yet (dse sweep run starts the study)")
     study = open_study(sweep, layout.root, storage_url(sweep, storage))
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     best = {t.number for t in study.best_trials} if complete else set()
@@ -322,7 +339,7 @@ def sweep_status(
 
 @sweep_app.command("export")
 def sweep_export(
-    name_or_dir: Annotated[str, typer.Argument(help="sweep name or results folder")],
+    name_or_dir: Annotated[str, typer.Argument(help="sweep file, sweep name or results folder")],
     storage: StorageOption = None,
     results_root: ResultsRoot = Path("results"),
 ) -> None:
@@ -330,9 +347,10 @@ def sweep_export(
     _export_and_plot(_sweep_layout(name_or_dir, results_root).root, storage)
 
 
+@sweep_app.command("plot")
 @app.command()
 def plot(
-    name_or_dir: Annotated[str, typer.Argument(help="sweep name or results folder")],
+    name_or_dir: Annotated[str, typer.Argument(help="sweep file, sweep name or results folder")],
     storage: StorageOption = None,
     results_root: ResultsRoot = Path("results"),
 ) -> None:
@@ -342,6 +360,24 @@ def plot(
     paths = dse_results.draw_all(dse_results.load(_sweep_layout(name_or_dir, results_root).root, storage=storage))
     for path in paths:
         stdout.print(str(path), highlight=False)
+
+
+@app.command()
+def dashboard(
+    name_or_dir: Annotated[str, typer.Argument(help="sweep file, sweep name or results folder")],
+    storage: StorageOption = None,
+    results_root: ResultsRoot = Path("results"),
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8080,
+) -> None:
+    """Browse the study in optuna-dashboard, served on loopback (http://127.0.0.1:PORT)."""
+    from dse.sweep.storage import mask, open_storage, serve_dashboard
+
+    layout = _sweep_layout(name_or_dir, results_root)
+    if storage is None and not layout.journal.exists():
+        raise DseError(f"{layout.root}: no {layout.journal.name} here (give the sweep's results folder, or --storage)")
+    stdout.print(f"optuna-dashboard on http://127.0.0.1:{port} for {mask(storage) if storage else layout.journal} "
+                 "(Ctrl-C stops)", highlight=False)
+    serve_dashboard(open_storage(storage, layout.root), port)
 
 
 @app.callback()

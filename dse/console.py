@@ -169,3 +169,33 @@ def compression_table(result: dict) -> Table:
     table.caption = (f"pruning retrained {settings['prune_finetune_epochs']} epoch(s), centroids "
                      f"{settings['quant_finetune_epochs']}; the last row is the file, decoded and evaluated; MB = MiB")
     return table
+
+
+def best_table(results, limit: int = 12) -> Table:
+    """What a finished sweep found, from the DataFrame its plots draw: the Pareto front (several
+    objectives) or the best trials (one), each with its settings and objective values."""
+    from dse.results.analysis import pareto_front, row_label, swept_params
+    from dse.results.metrics import metric
+
+    trials, objectives = results.trials, results.objectives
+    metrics = [o["metric"] for o in objectives]
+    ranked = trials[trials["state"] == "COMPLETE"].dropna(subset=[m for m in metrics if m in trials])
+    if len(metrics) > 1:
+        title = "Pareto front"
+        ranked = ranked[pareto_front(ranked, objectives)].sort_values(metrics[-1]) if len(ranked) else ranked
+    else:
+        title = "best trials"
+        ranked = ranked.sort_values(metrics[0], ascending=objectives[0]["goal"] == "minimize") if len(ranked) else ranked
+    table = Table(title=f"sweep {results.name}: {title} ({len(ranked)} of {len(trials)} trials)", title_justify="left")
+    table.add_column("#", justify="right")
+    for name in metrics:
+        table.add_column(metric(name).axis_label, justify="right")
+    table.add_column("settings")
+    params = [p for p in swept_params(trials) if p in trials]
+    for _, row in ranked.head(limit).iterrows():
+        table.add_row(str(row["number"]), *[f"{row[m] * metric(m).scale:.4g}" for m in metrics], row_label(row, params))
+    if len(ranked) > limit:
+        table.caption = f"and {len(ranked) - limit} more: dse sweep status"
+    if ranked.empty:
+        table.caption = "no trial completed"
+    return table

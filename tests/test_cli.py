@@ -151,3 +151,51 @@ def test_a_device_count_that_is_not_a_number_is_one_line_exit_2(command):
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.strip() == ("dse: error: JAX_NUM_CPU_DEVICES='two': not a whole number of CPU devices "
                                   "(1 turns the split over cores off)")
+
+
+def test_status_of_a_sweep_not_started_is_one_line_and_creates_nothing(tmp_path):
+    sweep = tmp_path / "later.yaml"
+    sweep.write_text("name: later\nspace: {model.sr: {values: [0.25, 0.5]}}\nsampler: {name: grid}\n")
+    results = tmp_path / "results"
+    (results / "later").mkdir(parents=True)
+    (results / "later" / "sweep.yaml").write_text(sweep.read_text())
+    out = run_dse("sweep", "status", sweep, "--results-root", results)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        f"dse: error: {results / 'later'}: no study.journal yet (dse sweep run starts the study)"]
+    assert sorted(p.name for p in (results / "later").iterdir()) == ["sweep.yaml"]  # no journal, no enqueued grid
+
+
+def test_dashboard_serves_the_study_on_loopback(tmp_path):
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import optuna
+
+    folder = tmp_path / "sr"
+    folder.mkdir()
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(folder / "study.journal")))
+    optuna.create_study(study_name="sr", storage=storage).optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "dse", "dashboard", str(folder), "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, studies = time.time() + 60, None
+        while studies is None:
+            assert server.poll() is None and time.time() < deadline, server.stdout.read()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as response:
+                    studies = json.load(response)["study_summaries"]
+            except OSError:
+                time.sleep(0.5)
+        assert [(s["study_name"], s["directions"]) for s in studies] == [("sr", ["minimize"])]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    missing = run_dse("dashboard", tmp_path / "nothing", "--port", str(port))
+    assert missing.returncode == 2 and "no study.journal here" in missing.stderr

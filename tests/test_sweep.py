@@ -225,6 +225,12 @@ def test_rerun_resumes_with_two_workers_and_the_budget_counts_for_the_study(tmp_
     assert "database is locked" not in logs and "Traceback" not in logs
     progress = [line for line in rest.stdout.splitlines() if line.startswith("trials ")]
     assert progress[-1].startswith("trials 4/4 finished, 0 running")
+    # It ends with what it found and where to look next; those commands take the sweep file.
+    assert "sweep tiny: Pareto front" in rest.stdout and f"dse sweep status {sweep}" in rest.stdout
+    for command in ("status", "plot", "export"):
+        looked = dse("sweep", command, sweep, "--results-root", results, cache=tmp_path)
+        assert looked.returncode == 0, (command, looked.stderr[-2000:])
+    assert "trials 4/4 finished" in dse("sweep", "status", sweep, "--results-root", results, cache=tmp_path).stdout
     events = [line.split(", ETA")[0] for line in progress]  # a line per event, not per tick of the ETA
     assert all(a != b for a, b in zip(events, events[1:], strict=False)), progress
     study = study_of(results)

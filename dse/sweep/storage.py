@@ -116,6 +116,19 @@ def serve_proxy(url: str, host: str, port: int) -> None:
     optuna.storages.run_grpc_proxy_server(open_storage(url, Path(".")), host=host, port=port)
 
 
+def serve_dashboard(storage: optuna.storages.BaseStorage, port: int, host: str = "127.0.0.1") -> None:
+    """optuna-dashboard on ``storage`` until interrupted, on loopback by default: like the proxy,
+    it has no authentication, and it can delete studies."""
+    try:
+        import optuna_dashboard
+    except ImportError:
+        raise StorageError("dse dashboard needs the 'dashboard' extra: pip install 'dse[dashboard]'") from None
+    try:
+        optuna_dashboard.run_server(storage, host=host, port=port)
+    except OSError as err:  # the port is taken, most often
+        raise StorageError(f"dashboard on {host}:{port}: {err.strerror or err}; give another --port") from None
+
+
 def postgres_binaries() -> Path | None:
     """The newest Debian PostgreSQL ``bin`` folder (``/usr/lib/postgresql/<version>/bin``), or None."""
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
