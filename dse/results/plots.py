@@ -42,6 +42,8 @@ from dse.results.metrics import metric, param_label
 
 # A numeric parameter with at most this many values gets a Figure 3-style sweep plot.
 MAX_SWEEP_LEVELS = 12
+# Characters per line of a Pareto plot's key (monospace, x-small, in its side panel).
+KEY_WIDTH = 60
 # Learning curves name every configuration in the legend up to this many.
 MAX_LEGEND_ENTRIES = 12
 LINESTYLE_OF_STATUS = {TrialStatus.COMPLETED: "-", TrialStatus.RUNNING: "-", TrialStatus.PRUNED: "--",
@@ -265,9 +267,13 @@ def _key(ax: Axes, title: str, lines: Sequence[str], max_lines: int = 28) -> Non
     ax.axis("off")
     if len(lines) > max_lines:
         lines = [*lines[:max_lines - 1], f"    ... and {len(lines) - max_lines + 1} more (dse sweep status)"]
-    ax.text(0, 1, title, transform=ax.transAxes, va="top", ha="left", fontsize="small", weight="bold")
-    ax.text(0, 0.94, "\n".join(lines), transform=ax.transAxes, va="top", ha="left", fontsize="x-small",
-            family="monospace", linespacing=1.3)
+    # Long settings wrap under their number (the panel holds about 60 monospace characters), and the
+    # key stays out of the constrained layout, which would otherwise shrink the plot to fit it.
+    wrapped = [textwrap.fill(line, KEY_WIDTH, subsequent_indent=" " * 4) for line in lines]
+    for text in (ax.text(0, 1, title, transform=ax.transAxes, va="top", ha="left", fontsize="small", weight="bold"),
+                 ax.text(0, 0.94, "\n".join(wrapped), transform=ax.transAxes, va="top", ha="left", fontsize="x-small",
+                         family="monospace", linespacing=1.3)):
+        text.set_in_layout(False)
 
 
 def _float32_beside(ax: Axes, front: pd.DataFrame, fx: pd.Series, fy: pd.Series, float32_y: str, x_scale: float) -> None:
