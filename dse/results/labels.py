@@ -24,8 +24,7 @@ RADII_PT = (4, 12, 24, 40)  # from the marker's edge; the last two draw a leader
 MARKER_PT = 4  # half the side of the box a marker keeps clear
 
 
-def _renderer(ax: Axes):
-    figure = ax.figure
+def _renderer(figure):
     if not hasattr(figure.canvas, "get_renderer"):
         FigureCanvasAgg(figure)  # a bare Figure: give it the canvas savefig would use for PNG
     figure.draw_without_rendering()  # settle the constrained layout before measuring
@@ -55,8 +54,8 @@ def place_labels(ax: Axes, points: Sequence[tuple[float, float]], texts: Sequenc
     Returns:
         The annotations, in the order given.
     """
-    renderer = _renderer(ax)
     figure = ax.figure
+    renderer = _renderer(figure)
     px_per_pt = figure.dpi / 72
     frame = ax.get_window_extent(renderer)
     to_display = ax.transData.transform
@@ -103,8 +102,5 @@ def place_labels(ax: Axes, points: Sequence[tuple[float, float]], texts: Sequenc
 
 def label_boxes(figure, labels: Sequence[Annotation]) -> list[Bbox]:
     """The labels' boxes on the rendered figure (display coordinates): what a test checks."""
-    if not hasattr(figure.canvas, "get_renderer"):
-        FigureCanvasAgg(figure)
-    figure.draw_without_rendering()
-    renderer = figure.canvas.get_renderer()
+    renderer = _renderer(figure)
     return [label.get_window_extent(renderer) for label in labels]
