@@ -296,12 +296,19 @@ def two_node_ray(tmp_path):
         subprocess.run([*ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
+def on_cluster(*args, home: Path, auth_mode: str = "disabled") -> subprocess.CompletedProcess:
+    """``dse`` as a client of the two-node cluster, which runs without token authentication."""
+    return run_dse(*args, env={"HOME": str(home), "RAY_AUTH_MODE": auth_mode}, timeout=600)
+
+
 @pytest.mark.slow
 def test_a_journal_on_a_two_node_cluster_is_refused_before_any_trial(tmp_path, two_node_ray):
     sweep, results = write_sweep(tmp_path), tmp_path / "results"
-    one_error_line(dse("sweep", "run", sweep, "--launcher", "ray", "--ray-address", two_node_ray, "--workers", "2",
-                       "--results-root", results, home=tmp_path),
-                   "a journal file is one machine's, and this Ray cluster has 2 nodes")
+    launch = ("sweep", "run", sweep, "--launcher", "ray", "--ray-address", two_node_ray, "--workers", "2",
+              "--results-root", results)
+    one_error_line(on_cluster(*launch, home=tmp_path), "a journal file is one machine's, and this Ray cluster has 2 nodes")
+    # A client that expects a token it does not hold is told how to give one, in one line.
+    one_error_line(on_cluster(*launch, home=tmp_path, auth_mode="token"), "set RAY_AUTH_TOKEN")
     assert not results.exists()  # no study, no journal: nothing trained, nothing to lose
 
 
@@ -310,8 +317,8 @@ def test_a_journal_on_a_two_node_cluster_is_refused_before_any_trial(tmp_path, t
 @pytest.mark.postgres
 def test_a_two_node_cluster_runs_the_sweep_against_postgresql(tmp_path, two_node_ray, postgres):
     sweep, results = write_sweep(tmp_path, name="two_nodes"), tmp_path / "results"
-    out = dse("sweep", "run", sweep, "--launcher", "ray", "--ray-address", two_node_ray, "--workers", "2",
-              "--storage", postgres, "--results-root", results, home=tmp_path)
+    out = on_cluster("sweep", "run", sweep, "--launcher", "ray", "--ray-address", two_node_ray, "--workers", "2",
+                     "--storage", postgres, "--results-root", results, home=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     trials = optuna.load_study(study_name="two_nodes", storage=postgres).trials
     assert sorted(t.params["model.sr"] for t in trials if t.state == COMPLETE) == [0.25, 0.5, 1.0]

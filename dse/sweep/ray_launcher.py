@@ -165,6 +165,9 @@ class RayCluster:
 
     ray: object
     started_here: bool
+    # ray.init() writes RAY_AUTH_MODE into this process's environment for a local instance;
+    # what it held before, restored on shutdown so later subprocesses do not inherit it.
+    auth_mode_before: str | None = None
 
     @classmethod
     def connect(cls, address: str | None, cpus: int | None = None) -> RayCluster:
@@ -186,12 +189,17 @@ class RayCluster:
                 # A cluster on loopback is this machine's: the driver joins its raylet there, not at
                 # the address Ray would detect from the network interfaces (where none listens).
                 options["_node_ip_address"] = "127.0.0.1"
+        auth_mode_before = os.environ.get("RAY_AUTH_MODE")
         try:
             ray.init(address=address, **options)
+        except ray.exceptions.AuthenticationError:
+            raise LauncherError(f"ray address {address}: the cluster wants an authentication token and this process "
+                                "has none or another: set RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) to the cluster's "
+                                "token, or RAY_AUTH_MODE=disabled for a cluster started without one") from None
         except (ConnectionError, RuntimeError, ValueError) as err:
             detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise LauncherError(f"ray address {address}: cannot connect: {detail}") from None
-        return cls(ray, started_here=address == "local")
+        return cls(ray, started_here=address == "local", auth_mode_before=auth_mode_before)
 
     def nodes(self) -> list[dict[str, float]]:
         """Each alive node's resources (``CPU``, ``GPU``, ...)."""
@@ -204,6 +212,10 @@ class RayCluster:
     def shutdown(self) -> None:
         if self.ray.is_initialized():
             self.ray.shutdown()
+        if self.auth_mode_before is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = self.auth_mode_before
 
 
 def check_launch(nodes: list[dict[str, float]], placement: Placement, url: str | None) -> None:
