@@ -363,6 +363,26 @@ def plot(
 
 
 @app.command()
+def benchmark(
+    compressed: Annotated[list[Path], typer.Argument(help="compression folders (dse compress --output)")],
+    output: Annotated[Path, typer.Option(help="the figure to write (.png or .svg)")],
+    sweep: Annotated[str | None, typer.Option(help="also draw this sweep's front of compressed files")] = None,
+    results_root: ResultsRoot = Path("results"),
+) -> None:
+    """Compressed files against the Fashion-MNIST benchmark: test top-1 as decoded vs bytes, mean and range over seeds."""
+    from dse import results as dse_results
+    from dse.console import benchmark_table
+    from dse.results.benchmark import compressed_files, fashion_mnist_benchmark, front_vs_benchmark, over_seeds
+
+    candidates, published = over_seeds(compressed_files(compressed)), fashion_mnist_benchmark()
+    trials = dse_results.load(_sweep_layout(sweep, results_root).root).trials if sweep else None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    front_vs_benchmark(candidates, published, trials, caption=f"dse benchmark, {len(compressed)} files").savefig(output)
+    stdout.print(benchmark_table(candidates, published))
+    stdout.print(str(output), highlight=False)
+
+
+@app.command()
 def dashboard(
     name_or_dir: Annotated[str, typer.Argument(help="sweep file, sweep name or results folder")],
     storage: StorageOption = None,

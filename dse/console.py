@@ -199,3 +199,18 @@ def best_table(results, limit: int = 12) -> Table:
     if ranked.empty:
         table.caption = "no trial completed"
     return table
+
+
+def benchmark_table(candidates, published) -> Table:
+    """dse's compressed files (mean and range over seeds) above the benchmark's float32 entries."""
+    table = Table(title="test top-1 vs bytes", title_justify="left")
+    for column in ("network", "bytes", "test top-1", "seeds' range", "seeds"):
+        table.add_column(column, justify="left" if column == "network" else "right")
+    for row in candidates.itertuples(index=False):
+        table.add_row(f"{row.name} ({row.settings})", f"{row.compressed_bytes:,.0f}", f"{100 * row.test_top1_compressed:.2f}%",
+                      f"{100 * row.test_top1_compressed_min:.2f}-{100 * row.test_top1_compressed_max:.2f}%", str(row.seeds))
+    table.add_section()
+    for entry in published:
+        size = "no size given" if entry.float32_bytes is None else f"{'<= ' if entry.at_most else ''}{entry.float32_bytes:,}"
+        table.add_row(f"{entry.name} (float32)", size, f"{entry.test_top1:.1f}%", "", "")
+    return table

@@ -58,7 +58,7 @@ def metaparameter_sweep(agg: pd.DataFrame, param: str, metric_name: str = "val_t
     :func:`~dse.results.frames.aggregate`; other swept parameters get one line each.
     """
     acc, size = metric(metric_name), metric(size_metric)
-    fig, ax = _figure(f"{acc.label} and {size.label} vs {param_label(param)}", caption, agg)
+    fig, ax = new_figure(f"{acc.label} and {size.label} vs {param_label(param)}", caption, agg)
     twin = ax.twinx()
     for i, (label, group) in enumerate(_lines(agg, param)):
         group = group.sort_values(param)
@@ -82,7 +82,7 @@ def macro_comparison(agg: pd.DataFrame, param: str, metric_name: str = "val_top1
                      *, caption: str | None = None) -> Figure:
     """Bars of accuracy (± std over seeds) and model size per variant of ``param`` (Table 3 kind)."""
     acc, size = metric(metric_name), metric(size_metric)
-    fig, (left, right) = _figure(f"{param_label(param)} variants: {acc.label} and {size.label}", caption, agg,
+    fig, (left, right) = new_figure(f"{param_label(param)} variants: {acc.label} and {size.label}", caption, agg,
                                  ncols=2, figsize=(9.0, 4.4))
     variants = sorted(dict.fromkeys(agg[param]), key=_variant_order)
     lines = list(_lines(agg, param))
@@ -119,7 +119,7 @@ def tradeoff(agg: pd.DataFrame, param: str, cost: str = "model_size_mb", metric_
     are given as in the sweep file.
     """
     acc, cost_metric = metric(metric_name), metric(cost)
-    fig, ax = _figure(f"{acc.label} vs {cost_metric.label} by {param_label(param)}", caption, agg)
+    fig, ax = new_figure(f"{acc.label} vs {cost_metric.label} by {param_label(param)}", caption, agg)
     rows = agg.set_index(param)
     x = _values(agg, f"{cost}_mean", cost_metric.scale)
     y = _values(agg, f"{metric_name}_mean", acc.scale)
@@ -187,7 +187,7 @@ def pareto(trials: pd.DataFrame, x: str = "model_size_mb", y: str | None = None,
     """
     y = y or accuracy_metric(trials)
     xm, ym = metric(x), metric(y)
-    fig, (ax, key_ax) = _figure(f"Pareto front: {ym.label} vs {xm.label}", caption, trials, ncols=2,
+    fig, (ax, key_ax) = new_figure(f"Pareto front: {ym.label} vs {xm.label}", caption, trials, ncols=2,
                                 figsize=(10.5, 4.8), width_ratios=(3, 1.9))
     shown = trials[trials[x].notna() & trials[y].notna()]
     for i, (status, group) in enumerate(shown.groupby("status", sort=True)):
@@ -226,7 +226,7 @@ def pareto(trials: pd.DataFrame, x: str = "model_size_mb", y: str | None = None,
     numbered = [(point, str(i)) for i, point in enumerate(labels, start=1)]
     key_lines = [f"{i:>2}  {py:5.1f}{ym.unit} {px:8.3g} {xm.unit}  {' / '.join(dict.fromkeys(texts))}"
                  for i, ((px, py), texts) in enumerate(labels.items(), start=1)]
-    _key(key_ax, "Pareto front, by " + xm.label, key_lines)
+    key_panel(key_ax, "Pareto front, by " + xm.label, key_lines)
     others = references if references is not None else pd.DataFrame({"px": [], "py": [], "label": []})
     place_labels(ax, [p for p, _ in numbered] + list(zip(others["px"], others["py"], strict=True)),
                  [t for _, t in numbered] + list(others["label"]),
@@ -250,10 +250,10 @@ def _log_if_wide(ax: Axes, values: Sequence[float], span: float = 10.0) -> None:
     and its baselines do, and a linear axis would crowd the small ones into its first percent."""
     values = np.asarray([v for v in values if np.isfinite(v)], float)
     if len(values) and values.min() > 0 and values.max() / values.min() > span:
-        _log_x(ax)
+        log_x(ax)
 
 
-def _log_x(ax: Axes) -> None:
+def log_x(ax: Axes) -> None:
     ax.set_xscale("log")
     # Ticks at 1, 2 and 5 of each decade, written as plain numbers: matplotlib's default
         # labels minor ticks as 2x10^-1 where the axis spans under two decades, and they collide.
@@ -262,14 +262,14 @@ def _log_x(ax: Axes) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def _key(ax: Axes, title: str, lines: Sequence[str], max_lines: int = 28) -> None:
+def key_panel(ax: Axes, title: str, lines: Sequence[str], max_lines: int = 28, width: int = KEY_WIDTH) -> None:
     """A numbered key in its own panel beside the plot."""
     ax.axis("off")
     if len(lines) > max_lines:
         lines = [*lines[:max_lines - 1], f"    ... and {len(lines) - max_lines + 1} more (dse sweep status)"]
     # Long settings wrap under their number (the panel holds about 60 monospace characters), and the
     # key stays out of the constrained layout, which would otherwise shrink the plot to fit it.
-    wrapped = [textwrap.fill(line, KEY_WIDTH, subsequent_indent=" " * 4) for line in lines]
+    wrapped = [textwrap.fill(line, width, subsequent_indent=" " * 4) for line in lines]
     for text in (ax.text(0, 1, title, transform=ax.transAxes, va="top", ha="left", fontsize="small", weight="bold"),
                  ax.text(0, 0.94, "\n".join(wrapped), transform=ax.transAxes, va="top", ha="left", fontsize="x-small",
                          family="monospace", linespacing=1.3)):
@@ -285,7 +285,7 @@ def _float32_beside(ax: Axes, front: pd.DataFrame, fx: pd.Series, fy: pd.Series,
     for x0, y0, x1, y1 in zip(sx, sy, fx, fy, strict=True):
         ax.plot([x0, x1], [y0, y1], color="C3", lw=0.6, alpha=0.5, ls=":")
     ax.scatter(sx, sy, facecolors="none", edgecolors="C3", label="same models in float32")
-    _log_x(ax)  # float32 and compressed sizes lie an order of magnitude apart
+    log_x(ax)  # float32 and compressed sizes lie an order of magnitude apart
 
 
 def learning_curves(curves: pd.DataFrame, metric_name: str = "val_top1", *, numbers: Sequence[int] | None = None,
@@ -295,7 +295,7 @@ def learning_curves(curves: pd.DataFrame, metric_name: str = "val_top1", *, numb
     Pruned trials are dashed, failed ones dotted. ``numbers`` keeps only those trials.
     """
     info = metric(metric_name)
-    fig, ax = _figure(f"Learning curves: {info.label} per epoch", caption, curves)
+    fig, ax = new_figure(f"Learning curves: {info.label} per epoch", caption, curves)
     data = curves if numbers is None else curves[curves["number"].isin(list(numbers))]
     data = data[data[metric_name].notna()] if metric_name in data else data.iloc[0:0]
     params = _label_params(curves)
@@ -335,7 +335,7 @@ def trial_curves(curves: pd.DataFrame, number: int, *, caption: str | None = Non
         raise ResultsError(f"trial {number} has no per-epoch history")
     first = trial.iloc[0]
     label = row_label(first, _label_params(curves))
-    fig, (left, right) = _figure(f"Trial {number}: {label} ({first['status']})", caption, curves, ncols=2, figsize=(9.0, 4.0))
+    fig, (left, right) = new_figure(f"Trial {number}: {label} ({first['status']})", caption, curves, ncols=2, figsize=(9.0, 4.0))
     for ax, names in ((left, ("train_loss", "val_loss")), (right, ("train_top1", *VAL_ACCURACIES))):
         for name in names:
             if name in trial and trial[name].notna().any():
@@ -353,7 +353,7 @@ def importance(source: pd.DataFrame | optuna.Study, metric_name: str | None = No
     trials = frames_from_study(source)[0] if isinstance(source, optuna.Study) else source
     metric_name = metric_name or accuracy_metric(trials)
     info = metric(metric_name)
-    fig, ax = _figure(f"Parameter importance for {info.label}", caption, trials)
+    fig, ax = new_figure(f"Parameter importance for {info.label}", caption, trials)
     try:
         importances = param_importance(trials, metric_name).sort_values()
     except ResultsError as err:
@@ -380,7 +380,7 @@ def paper_comparison(comparison: pd.DataFrame, *, caption: str | None = None) ->
     measured = metric(attrs["measured"]).label
     paper_accuracy = {"top1": "ImageNet top-1", "top5": "ImageNet top-5"}[attrs["paper_accuracy"]]
     baseline = short_label({param: attrs["baseline"]})
-    fig, ax = _figure(f"{attrs['source']} vs measured: change from {baseline}", caption, comparison, figsize=(7.0, 4.6))
+    fig, ax = new_figure(f"{attrs['source']} vs measured: change from {baseline}", caption, comparison, figsize=(7.0, 4.6))
     values = list(dict.fromkeys(comparison[param]))
     series = [(f"paper ({paper_accuracy})", comparison.drop_duplicates(param), "paper Δ (pp)", "0.25")]
     rows = comparison[comparison["measured Δ (pp)"].notna()]
@@ -482,7 +482,7 @@ def draw_all(results: SweepResults, directory: str | Path | None = None, formats
 # --------------------------------------------------------------------------- helpers
 
 
-def _figure(title: str, caption: str | None, frame: pd.DataFrame, *, ncols: int = 1, figsize=(6.4, 4.6),
+def new_figure(title: str, caption: str | None, frame: pd.DataFrame, *, ncols: int = 1, figsize=(6.4, 4.6),
             width_ratios: Sequence[float] | None = None):
     fig = Figure(figsize=figsize, layout="constrained")
     axes = fig.subplots(1, ncols, width_ratios=width_ratios)
