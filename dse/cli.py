@@ -319,6 +319,7 @@ def sweep_status(
 ) -> None:
     """Table of trials, with the best trial (or the Pareto set) starred."""
     from dse.console import sweep_progress_line, trials_table
+    from dse.results.frames import frames_from_study
     from dse.sweep.config import load_sweep
     from dse.sweep.runner import progress_of
     from dse.sweep.study import open_study, storage_url
@@ -331,9 +332,8 @@ def sweep_status(
     if storage_url(sweep, storage) is None and not layout.journal.exists():  # status reads; it creates no study
         raise DseError(f"{layout.root}: no {layout.journal.name} yet (dse sweep run starts the study)")
     study = open_study(sweep, layout.root, storage_url(sweep, storage))
-    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
-    best = {t.number for t in study.best_trials} if complete else set()
-    stdout.print(trials_table(study, sweep, best))
+    trials, _, _ = frames_from_study(study, sweep.model_dump(mode="json"))
+    stdout.print(trials_table(trials, sweep))
     stdout.print(sweep_progress_line(progress_of(study, sweep, budget_total(sweep, None))), highlight=False)
 
 

@@ -133,26 +133,31 @@ def _fmt(value) -> str:
     return "" if value is None else str(value)
 
 
-def trials_table(study, sweep, best_numbers: set[int], limit: int = 60) -> Table:
-    """One row per trial: state, reason, swept values, objectives and size; best/Pareto starred."""
-    params = list(sweep.space) + (["seed"] if sweep.sampler.name == "grid" else [])
-    metrics = [o.metric for o in sweep.objectives]
-    extra = [m for m in OVERVIEW_METRICS if m not in metrics]
+def trials_table(trials, sweep, limit: int = 60) -> Table:
+    """One row per trial of the results DataFrame (what the plots draw): status, swept values,
+    objectives and size; the Pareto front (one objective: the best trials) starred."""
+    from dse.results.analysis import pareto_front
+
+    params = [p for p in [*sweep.space, *(["seed"] if sweep.sampler.name == "grid" else [])] if p in trials]
+    objectives = [(o.metric, o.goal) for o in sweep.objectives]
+    metrics = [m for m, _ in objectives if m in trials]
+    extra = [m for m in OVERVIEW_METRICS if m not in metrics and m in trials]
+    front = pareto_front(trials, objectives) if len(metrics) == len(objectives) and len(trials) else None
     table = Table(title=f"sweep {sweep.name}", title_justify="left")
     for column in ["#", "state", *params, *metrics, *extra, "note"]:
         table.add_column(column)
-    trials = study.get_trials(deepcopy=False)
-    for trial in trials[-limit:]:
-        attrs = trial.user_attrs
-        state = attrs.get("status") or trial.state.name.lower()
-        values = dict(zip(metrics, trial.values or [], strict=False))
-        star = "*" if trial.number in best_numbers else ""
-        table.add_row(
-            f"{trial.number}{star}", state, *[_fmt(trial.params.get(p)) for p in params],
-            *[_fmt(values.get(m, attrs.get(m))) for m in metrics], *[_fmt(attrs.get(m)) for m in extra],
-            (attrs.get("reason") or "")[:60],
-        )
+    for index, row in trials.tail(limit).iterrows():
+        star = "*" if front is not None and front[index] else ""
+        table.add_row(f"{row['number']}{star}", row["status"], *[_fmt(_value(row[p])) for p in [*params, *metrics, *extra]],
+                      (row.get("reason") or "")[:60])
     return table
+
+
+def _value(value):
+    """A DataFrame cell as the table shows it: missing values blank, numpy scalars as Python ones."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return value.item() if hasattr(value, "item") else value
 
 
 def compression_table(result: dict) -> Table:

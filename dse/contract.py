@@ -161,6 +161,31 @@ _STATUS_OF_STATE = {
 RUN_STATUSES = (TrialStatus.COMPLETED, TrialStatus.DIVERGED)  # what train_and_evaluate can return
 
 
+class TrialAttr(StrEnum):
+    """The user attrs dse's workers write on a trial (ASHA's own are in :mod:`dse.sweep.asha`)."""
+
+    STATUS = "status"  # a TrialStatus
+    REASON = "reason"  # one line: why it pruned, failed or was skipped
+    HISTORY = "history"  # the run's per-epoch EpochRecords
+    SEED = "seed"
+    CONFIG = "config"  # the resolved model config (results columns config.*)
+    RUN = "run"  # its run folder's key under runs/
+    FEASIBLE = "feasible"  # where a constraint is checked after training (compressed bytes, say)
+    WORKER = "worker"  # host:pid of the worker that trained it
+    HEARTBEAT = "heartbeat"  # time.time() of the worker's last sign of life
+    RETRIES = "retries"  # how often a dead worker's trial was put back
+    RETRY_OF = "retry_of"  # on the copy put back: the trial it retries
+    WILL_RETRY = "will_retry"  # failed, and a copy of it was put back: not counted against the budget
+    DSE_VERSION = "dse_version"
+
+
+class StudyAttr(StrEnum):
+    """The user attrs on the study itself."""
+
+    SWEEP = "sweep"  # the sweep file, validated
+    BASE_RESOLVED = "base_resolved"  # the base training config with every default filled in
+
+
 class EpochRecord(TypedDict, total=False):
     """One line of ``metrics.jsonl``: the fields of :data:`HISTORY` plus ``epoch``."""
 

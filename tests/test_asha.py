@@ -14,8 +14,12 @@ import optuna
 import pytest
 import yaml
 from results_fixture import BASE, StubTrainer, _fake_splits, history
+from rich.console import Console
 
+from dse.console import trials_table
 from dse.errors import ConfigError
+from dse.pareto import crowding_distances, hypervolume, hypervolume_contributions, pareto_fronts
+from dse.results.analysis import pareto_front
 from dse.results.frames import frames_from_study
 from dse.sweep import worker as worker_module
 from dse.sweep.asha import (
@@ -24,11 +28,7 @@ from dse.sweep.asha import (
     PROMOTION,
     STOPPED_AT,
     Pace,
-    crowding_distances,
-    hypervolume,
-    hypervolume_contributions,
     latest_values,
-    pareto_fronts,
     positions,
     promoted_trials,
     reference_bounds,
@@ -282,6 +282,15 @@ def test_two_objective_grid_pauses_and_promotes_the_expected_trials_at_each_rung
     assert trials.set_index("number").loc[[1, 9], "status"].tolist() == ["promoted", "promoted"]
     assert trials.set_index("number").loc[[9, 10], PROMOTED_FROM].tolist() == [1, 9]
     assert (trials["status"] == "pruned").sum() == 6 and (trials["status"] == "completed").sum() == 3
+    # `dse sweep status` renders that DataFrame: promoted trials say so, and the starred set is its front.
+    sweep = load_sweep(write_sweep(tmp_path, pruner=ASHA_CROWDING))
+    table = Console(width=400, record=True)
+    table.print(trials_table(trials, sweep))
+    rows = {int(line.split()[1].rstrip("*")): line for line in table.export_text().splitlines() if line[:2] == "│ "
+            and line.split()[1].rstrip("*").isdigit()}
+    assert "promoted" in rows[1] and "promoted" in rows[9]
+    front = set(trials.loc[pareto_front(trials, [(o.metric, o.goal) for o in sweep.objectives]), "number"])
+    assert front and {n for n, line in rows.items() if f"{n}*" in line} == front
 
 
 # The default, hypervolume contribution, on the same grid and order. Within a front each vector

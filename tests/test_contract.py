@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from results_fixture import SEED, StubTrainer, _fake_splits
 
 from dse.arch import ArchConfig, expand, summarize
-from dse.contract import METRICS, Source, TrialStatus, names
+from dse.contract import METRICS, Source, TrialAttr, TrialStatus, names
 from dse.sweep import worker as worker_module
 from dse.sweep.config import SweepConfig, load_sweep
 from dse.sweep.runner import study_deadline
@@ -37,6 +37,21 @@ def test_no_status_word_is_spelled_outside_the_contract():
     statuses = {str(s) for s in TrialStatus}
     found = [f"{path.name}:{node.lineno} {node.value!r}" for path, tree in _sources() for node in ast.walk(tree)
              if isinstance(node, ast.Constant) and node.value in statuses]
+    assert found == []
+
+
+def test_trial_attrs_are_spelled_in_the_contract_only():
+    """Reads and writes of a trial's user attrs name their key through TrialAttr, never as a string."""
+    keys = {str(a) for a in TrialAttr}
+    found = []
+    for path, tree in _sources():
+        for node in ast.walk(tree):
+            call = isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            if call and node.func.attr in ("set_user_attr", "set_trial_user_attr", "get") and any(
+                    isinstance(a, ast.Constant) and a.value in keys for a in node.args[:2]):
+                target = ast.unparse(node.func.value)
+                if node.func.attr != "get" or target.endswith("user_attrs"):
+                    found.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
     assert found == []
 
 

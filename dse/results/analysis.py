@@ -18,9 +18,9 @@ import pandas as pd
 
 from dse.contract import OVERVIEW_METRICS, loaded_param, stored_param
 from dse.errors import DseError
+from dse.pareto import dominance
+from dse.pareto import hypervolume as points_hypervolume
 from dse.results.metrics import ACCURACIES, METRICS, SHORT_NAMES, metric
-from dse.sweep.asha import dominance
-from dse.sweep.asha import hypervolume as points_hypervolume
 
 MIN_TRIALS_FOR_IMPORTANCE = 8
 
@@ -210,7 +210,7 @@ def hypervolume(trials: pd.DataFrame, objectives: Any, reference: Sequence[float
     value per objective, a worst case every counted point must beat (e.g. chance
     accuracy and the size limit); points that do not are ignored. Values are in stored
     units (fractions, MB). The same exact computation ranks ASHA's rungs
-    (:func:`dse.sweep.asha.hypervolume`).
+    (:func:`dse.pareto.hypervolume`).
 
     >>> points = pd.DataFrame({"state": "COMPLETE", "acc": [0.9, 0.8, 0.7], "mb": [2.0, 1.0, 3.0]})
     >>> round(hypervolume(points, {"acc": "maximize", "mb": "minimize"}, (0.5, 4.0)), 3)  # 0.3*3 + 0.1*2

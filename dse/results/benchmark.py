@@ -25,11 +25,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator
 
+from dse.contract import CompressedLayout, RunLayout
 from dse.errors import DataError
 from dse.results.analysis import pareto_front
 from dse.results.labels import place_labels
 
-COMPRESS_JSON = "compress.json"
+# A sweep's front of files: its trials' bytes against their test top-1 as decoded.
+FILE_OBJECTIVES = {"compressed_bytes": "minimize", "test_top1_compressed": "maximize"}
 
 
 @dataclass(frozen=True)
@@ -74,11 +76,11 @@ def compressed_files(folders: Sequence[str | Path]) -> pd.DataFrame:
     """
     rows = []
     for folder in map(Path, folders):
-        path = folder / COMPRESS_JSON if folder.is_dir() else folder
+        path = CompressedLayout(folder).report if folder.is_dir() else folder
         try:
             report = json.loads(path.read_text())
             run_dir = Path(report["run_dir"])
-            train = json.loads((run_dir / "config.json").read_text())
+            train = json.loads(RunLayout(run_dir).config.read_text())
             rows.append({
                 "name": re.sub(r"[_-]s(eed)?\d+$", "", run_dir.name),
                 "config": _digest({**train, "seed": None}, report["settings"]),
@@ -112,9 +114,9 @@ def front_vs_benchmark(candidates: pd.DataFrame, published: Sequence[Published] 
     fig, (ax, key_ax) = new_figure("Accuracy per byte: dse's compressed files vs the Fashion-MNIST benchmark",
                                 caption, candidates, ncols=2, figsize=(11, 5.2), width_ratios=(3, 1.9))
     points, texts = [], []
-    if sweep_trials is not None and {"compressed_bytes", "test_top1_compressed"} <= set(sweep_trials):
-        done = sweep_trials.dropna(subset=["compressed_bytes", "test_top1_compressed"])
-        front = done[pareto_front(done, {"compressed_bytes": "minimize", "test_top1_compressed": "maximize"})]
+    if sweep_trials is not None and set(FILE_OBJECTIVES) <= set(sweep_trials):
+        done = sweep_trials.dropna(subset=list(FILE_OBJECTIVES))
+        front = done[pareto_front(done, FILE_OBJECTIVES)]
         front = front.sort_values("compressed_bytes")
         ax.plot(front["compressed_bytes"], 100 * front["test_top1_compressed"], "-o", color="C1", ms=4, alpha=0.7,
                 label=f"sweep front, short training ({len(front)})")

@@ -30,7 +30,7 @@ import optuna
 import pandas as pd
 
 from dse.config_io import read_yaml
-from dse.contract import HISTORY, METRICS, SweepLayout, TrialStatus
+from dse.contract import HISTORY, METRICS, StudyAttr, SweepLayout, TrialAttr, TrialStatus
 from dse.errors import DseError
 from dse.results.analysis import ResultsError, aggregate
 from dse.sweep.asha import promoted_trials
@@ -81,7 +81,7 @@ def load(name_or_dir: str | Path, *, results_root: str | Path = "results", stora
     sweep_file = read_yaml(layout.sweep_file) if layout.sweep_file.is_file() else {}
     name = sweep_file.get("name") or directory.name
     study = _load_study(name, directory, storage)
-    sweep = study.user_attrs.get("sweep") or sweep_file
+    sweep = study.user_attrs.get(StudyAttr.SWEEP) or sweep_file
     trials, curves, params = frames_from_study(study, sweep)
     return SweepResults(
         name=name, sweep=sweep, trials=trials, curves=curves, objectives=_objectives(sweep, study),
@@ -107,13 +107,13 @@ def frames_from_study(
     study: optuna.Study, sweep: Mapping[str, Any] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """``(trials, curves, swept parameters)`` of a study, as :func:`load` builds them."""
-    sweep = sweep if sweep is not None else study.user_attrs.get("sweep", {})
+    sweep = sweep if sweep is not None else study.user_attrs.get(StudyAttr.SWEEP, {})
     frozen = study.get_trials(deepcopy=False)
     objectives = _objectives(sweep, study)
     params = _swept_params(frozen, sweep)
     trials = _trials_frame(frozen, objectives, params)
     curves = _curves_frame(frozen, objectives, params)
-    caption = describe(sweep, study.user_attrs.get("base_resolved"))
+    caption = describe(sweep, study.user_attrs.get(StudyAttr.BASE_RESOLVED))
     attrs = {"sweep": sweep.get("name", study.study_name), "params": params, "objectives": objectives, "caption": caption}
     trials.attrs.update(attrs)
     curves.attrs.update(attrs)
@@ -236,11 +236,11 @@ def _trial_row(trial: optuna.trial.FrozenTrial, objectives: list[dict], params: 
         "number": trial.number,
         "state": trial.state.name,
         "status": _status(trial, promoted),
-        "reason": attrs.get("reason", ""),
+        "reason": attrs.get(TrialAttr.REASON, ""),
         "seed": _seed(trial),
     }
     row.update({p: trial.params.get(p) for p in params if p != "seed"})
-    row.update({f"config.{key}": _cell(value) for key, value in (attrs.get("config") or {}).items()})
+    row.update({f"config.{key}": _cell(value) for key, value in (attrs.get(TrialAttr.CONFIG) or {}).items()})
     row.update({name: attrs.get(name) for name in METRICS})
     row.update({key: _cell(value) for key, value in attrs.items() if key not in _STRUCTURED_ATTRS and key not in row})
     for objective, value in zip(objectives, trial.values or (), strict=False):
@@ -263,7 +263,7 @@ def _curves_frame(frozen: Sequence[optuna.trial.FrozenTrial], objectives: list[d
 
 def _curve_rows(trial: optuna.trial.FrozenTrial, objectives: list[dict], params: list[str],
                 promoted: set[int]) -> Iterator[dict[str, Any]]:
-    history = trial.user_attrs.get("history")
+    history = trial.user_attrs.get(TrialAttr.HISTORY)
     if not history and trial.intermediate_values and objectives:
         # No history written (an older worker): the pruner's reports are the first objective per epoch.
         history = [{"epoch": epoch, objectives[0]["metric"]: value} for epoch, value in sorted(trial.intermediate_values.items())]
@@ -283,13 +283,13 @@ def _status(trial: optuna.trial.FrozenTrial, promoted: set[int]) -> str:
     ``promoted`` for a paused trial that a later trial continues (``promoted`` holds their numbers)."""
     if trial.number in promoted:
         return str(TrialStatus.PROMOTED)
-    status = trial.user_attrs.get("status")
+    status = trial.user_attrs.get(TrialAttr.STATUS)
     return str(TrialStatus(status) if status else TrialStatus.of_state(trial.state.name))
 
 
 def _seed(trial: optuna.trial.FrozenTrial) -> int | None:
     """The seed the trial trained with; a grid sweep's ``seed`` param is only the repeat index."""
-    return trial.user_attrs.get("seed", trial.params.get("seed"))
+    return trial.user_attrs.get(TrialAttr.SEED, trial.params.get("seed"))
 
 
 def _typed(frame: pd.DataFrame, rows: list[dict[str, Any]]) -> pd.DataFrame:

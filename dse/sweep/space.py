@@ -9,7 +9,7 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution
 
-from dse.contract import loaded_param, stored_param
+from dse.contract import TrialAttr, loaded_param, stored_param
 from dse.errors import ConfigError
 from dse.sweep.config import SweepConfig
 
@@ -106,7 +106,7 @@ class _RungView:
         known = latest_values(trials)
         shown = []
         for trial in trials:
-            values = known.get(trial.user_attrs.get("run"))
+            values = known.get(trial.user_attrs.get(TrialAttr.RUN))
             if trial.state == optuna.trial.TrialState.PRUNED and values is not None and PROMOTED_FROM not in trial.user_attrs:
                 trial = copy.copy(trial)
                 trial.state, trial.values = optuna.trial.TrialState.COMPLETE, values

@@ -8,6 +8,7 @@ from pathlib import Path
 import optuna
 
 from dse.config_io import changed_keys
+from dse.contract import StudyAttr
 from dse.errors import StorageError
 from dse.sweep.config import SweepConfig
 from dse.sweep.space import grid_points, make_pruner, make_sampler
@@ -46,10 +47,10 @@ def open_study(sweep: SweepConfig, results_dir: Path, url: str | None, worker_in
         _check_same_sweep(study, sweep, url)
         return study
     study.set_user_attr(CREATED_AT, time.time())
-    study.set_user_attr("sweep", sweep.model_dump(mode="json"))
+    study.set_user_attr(StudyAttr.SWEEP, sweep.model_dump(mode="json"))
     # ``base`` with every default filled in, so results read the dataset and epochs
     # without importing the trainer (and stay right if a default changes later)
-    study.set_user_attr("base_resolved", sweep.train_config({}).model_dump(mode="json"))
+    study.set_user_attr(StudyAttr.BASE_RESOLVED, sweep.train_config({}).model_dump(mode="json"))
     if sweep.sampler.name == "grid":
         for params in grid_points(sweep):
             study.enqueue_trial(params, skip_if_exists=False)
@@ -59,7 +60,7 @@ def open_study(sweep: SweepConfig, results_dir: Path, url: str | None, worker_in
 def _check_same_sweep(study: optuna.Study, sweep: SweepConfig, url: str | None) -> None:
     """Resuming a study from a file whose ``base`` (or, for a grid, space or repeats) changed
     would silently mix trials of two sweeps, or train the old grid: say so instead."""
-    stored = study.user_attrs.get("sweep") or {}
+    stored = study.user_attrs.get(StudyAttr.SWEEP) or {}
     if not stored:
         return
     current = sweep.model_dump(mode="json")

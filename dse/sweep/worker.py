@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 import dse
 from dse.arch import expand, summarize
 from dse.compress.bound import compressed_bytes_bound
-from dse.contract import LATENCIES, STAND_INS, RunResult, Source, SweepLayout, TrialStatus, names, run_metrics
+from dse.contract import LATENCIES, STAND_INS, RunResult, Source, SweepLayout, TrialAttr, TrialStatus, names, run_metrics
 from dse.data import Splits, load_splits
 from dse.errors import DseError
 from dse.sweep.asha import (
@@ -47,8 +47,6 @@ HEARTBEAT_S = 10.0
 STALE_AFTER_S = 120.0  # a trial whose heartbeat is older than this is dead, on any host
 POLL_S = 2.0
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-RETRY_OF = "retry_of"  # user attr of a dead worker's trial enqueued again: the trial it retries
-FEASIBLE = "feasible"  # trial user attr, where a constraint is checked after training (a results column too)
 
 
 def _process_start(pid: int) -> str:
@@ -65,12 +63,12 @@ def worker_identity() -> str:
 
 def death_reason(trial: optuna.trial.FrozenTrial, now: float) -> str | None:
     """Why ``trial`` is a zombie, or None while its worker lives."""
-    worker = trial.user_attrs.get("worker", "")
+    worker = trial.user_attrs.get(TrialAttr.WORKER, "")
     host, _, rest = worker.partition(":")
     pid, _, started = rest.partition(":")
     if host == socket.gethostname() and pid.isdigit() and _process_start(int(pid)) != started:
         return f"worker process {pid} on {host} is gone"
-    beat = trial.user_attrs.get("heartbeat")
+    beat = trial.user_attrs.get(TrialAttr.HEARTBEAT)
     if beat is not None and now - beat > STALE_AFTER_S:
         return f"no heartbeat from worker {host}:{pid} for {now - beat:.0f} s"
     return None
@@ -84,19 +82,19 @@ def recover_dead_trials(study: optuna.Study, max_retries: int) -> list[int]:
         reason = death_reason(trial, now)
         if reason is None:
             continue
-        retries = trial.user_attrs.get("retries", 0)
+        retries = trial.user_attrs.get(TrialAttr.RETRIES, 0)
         retry = retries < max_retries
         storage = study._storage
         try:
-            storage.set_trial_user_attr(trial._trial_id, "status", str(TrialStatus.WORKER_DIED))
-            storage.set_trial_user_attr(trial._trial_id, "reason", reason)
-            storage.set_trial_user_attr(trial._trial_id, "will_retry", retry)
+            storage.set_trial_user_attr(trial._trial_id, TrialAttr.STATUS, str(TrialStatus.WORKER_DIED))
+            storage.set_trial_user_attr(trial._trial_id, TrialAttr.REASON, reason)
+            storage.set_trial_user_attr(trial._trial_id, TrialAttr.WILL_RETRY, retry)
             if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
                 continue
         except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
             continue  # another worker recovered it first
         if retry:
-            study.enqueue_trial(trial.params, user_attrs={"retries": retries + 1, RETRY_OF: trial.number},
+            study.enqueue_trial(trial.params, user_attrs={TrialAttr.RETRIES: retries + 1, TrialAttr.RETRY_OF: trial.number},
                                 skip_if_exists=False)
         recovered.append(trial.number)
     return recovered
@@ -107,8 +105,8 @@ def counted_trials(study: optuna.Study) -> int:
     retried does not, nor does a paused trial that a promotion continues, nor a duplicate promotion."""
     trials = study.get_trials(deepcopy=False)
     promoted = promoted_trials(trials)
-    return sum(1 for t in trials if t.state in FINISHED and not t.user_attrs.get("will_retry", False)
-               and t.number not in promoted and t.user_attrs.get("status") != TrialStatus.DUPLICATE)
+    return sum(1 for t in trials if t.state in FINISHED and not t.user_attrs.get(TrialAttr.WILL_RETRY, False)
+               and t.number not in promoted and t.user_attrs.get(TrialAttr.STATUS) != TrialStatus.DUPLICATE)
 
 
 def budget_total(sweep: SweepConfig, trials_override: int | None) -> int | None:
@@ -130,7 +128,7 @@ class _Heartbeat:
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
             try:
-                self._storage.set_trial_user_attr(self._trial_id, "heartbeat", time.time())
+                self._storage.set_trial_user_attr(self._trial_id, TrialAttr.HEARTBEAT, time.time())
             except Exception:  # the trial finished or the storage hiccupped; the next beat retries
                 pass
 
@@ -210,8 +208,8 @@ class Worker:
         trial = optuna.Trial(self.study, trial_id)
         earlier = duplicate_of(self.study.get_trials(deepcopy=False), self.study._storage.get_trial(trial_id))
         if earlier is not None:
-            trial.set_user_attr("status", str(TrialStatus.DUPLICATE))
-            trial.set_user_attr("reason", f"trial {earlier} is this promotion (two workers promoted at once)")
+            trial.set_user_attr(TrialAttr.STATUS, str(TrialStatus.DUPLICATE))
+            trial.set_user_attr(TrialAttr.REASON, f"trial {earlier} is this promotion (two workers promoted at once)")
             self.study.tell(trial, state=TrialState.FAIL)
             return None
         return trial
@@ -226,9 +224,9 @@ class Worker:
         return self._splits[key]
 
     def run_trial(self, trial: optuna.Trial) -> None:
-        trial.set_user_attr("worker", worker_identity())
-        trial.set_user_attr("heartbeat", time.time())
-        trial.set_user_attr("dse_version", dse.__version__)
+        trial.set_user_attr(TrialAttr.WORKER, worker_identity())
+        trial.set_user_attr(TrialAttr.HEARTBEAT, time.time())
+        trial.set_user_attr(TrialAttr.DSE_VERSION, dse.__version__)
         history: list[dict] = []
         try:
             # The heartbeat stops before the trial is told finished: a beat after that
@@ -252,9 +250,9 @@ class Worker:
             import jax
 
             jax.clear_caches()  # one worker trains many architectures: do not keep every executable
-        trial.set_user_attr("status", str(outcome.status))
-        trial.set_user_attr("reason", outcome.reason)
-        trial.set_user_attr("history", outcome.history)
+        trial.set_user_attr(TrialAttr.STATUS, str(outcome.status))
+        trial.set_user_attr(TrialAttr.REASON, outcome.reason)
+        trial.set_user_attr(TrialAttr.HISTORY, outcome.history)
         self.study.tell(trial, outcome.values, state=outcome.state)
 
     def _train(self, trial: optuna.Trial, history: list[dict]) -> _Outcome:
@@ -262,7 +260,7 @@ class Worker:
         grid_seed = values.pop(SEED_PARAM, None)
         base_cfg = self.sweep.train_config(values, f"trial {trial.number}")
         seeds = [base_cfg.seed + grid_seed] if grid_seed is not None else [base_cfg.seed + r for r in range(self.sweep.repeats)]
-        trial.set_user_attr("seed", seeds[0])
+        trial.set_user_attr(TrialAttr.SEED, seeds[0])
         splits = self._data(base_cfg)
         cfg = resolve_config(base_cfg, splits)
         if any(m.metric in LATENCIES for m in [*self.sweep.objectives, *self.sweep.constraints]):
@@ -271,7 +269,7 @@ class Worker:
         static = summary.static_metrics()
         if cfg.compress is not None:
             static["compressed_bytes_bound"] = compressed_bytes_bound(cfg)
-        trial.set_user_attr("config", cfg.model.model_dump(mode="json"))
+        trial.set_user_attr(TrialAttr.CONFIG, cfg.model.model_dump(mode="json"))
         for key, value in static.items():
             trial.set_user_attr(key, value)
         violations = [v for c in self.sweep.constraints if c.before_training and (v := c.violation(static))]
@@ -282,7 +280,7 @@ class Worker:
         first = self.sweep.objectives[0].metric
         prunable = len(self.sweep.objectives) == 1  # Optuna takes intermediate values for one objective only
         first_run = run_key(cfg.model_copy(update={"seed": seeds[0]}))  # the run the hooks watch
-        trial.set_user_attr("run", first_run)  # its folder under runs/: what `dse export` takes
+        trial.set_user_attr(TrialAttr.RUN, first_run)  # its folder under runs/: what `dse export` takes
         asha = Rungs.of(self.study, trial, first_run, self.sweep, cfg.epochs) if self.sweep.pruner.name == "asha" else None
 
         def report(record: dict) -> None:
@@ -330,7 +328,7 @@ class Worker:
         for constraint in self.sweep.constraints:
             trial.set_constraint(constraint.name, constraint.excess(measured))
         violations = [v for c in self.sweep.constraints if (v := c.violation(measured))]
-        trial.set_user_attr(FEASIBLE, not violations)
+        trial.set_user_attr(TrialAttr.FEASIBLE, not violations)
         return "; ".join(violations)
 
 
@@ -358,7 +356,7 @@ def pop_waiting_trial(study: optuna.Study, new_candidates: bool = True) -> int |
     only the trials that continue a run (promotions, retries) are claimed, not grid points."""
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     if not new_candidates:
-        waiting = [t for t in waiting if PROMOTED_FROM in t.user_attrs or RETRY_OF in t.user_attrs]
+        waiting = [t for t in waiting if PROMOTED_FROM in t.user_attrs or TrialAttr.RETRY_OF in t.user_attrs]
     for trial in sorted(waiting, key=lambda t: (PROMOTED_FROM not in t.user_attrs, t.number)):
         try:
             if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
