@@ -56,8 +56,8 @@ def arch(
 ) -> None:
     """Print the layer table (shapes, widths, params, MACs, size) of one candidate."""
     from dse.arch import ArchConfig, expand, summarize
+    from dse.arch.energy import estimate_energy
     from dse.console import arch_table
-    from dse.deploy.energy import estimate_energy
 
     shape = _numbers(input_shape, int, "--input-shape", "three integers H,W,C")
     pools = _numbers(downsample_at, float, "--downsample-at", "fractions like 0,0.25,0.5")

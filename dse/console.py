@@ -13,7 +13,7 @@ from dse.contract import OVERVIEW_METRICS, TrialStatus
 from dse.train.hooks import Hooks
 
 if TYPE_CHECKING:
-    from dse.deploy.energy import EnergyEstimate
+    from dse.arch.energy import EnergyEstimate
     from dse.deploy.latency import LatencyReport
 
 

@@ -65,7 +65,7 @@ _REGISTRY = (
     Metric("params", "parameters", Source.STATIC, "M", 1e-6),
     Metric("model_size_mb", "model size", Source.STATIC, "MB"),  # MiB of float32 weights
     Metric("macs", "MACs", Source.STATIC, "MMACs", 1e-6),
-    # Per inference, 45 nm table, float32 weights (dse.deploy.energy): an estimate, so labelled one.
+    # Per inference, 45 nm table, float32 weights (dse.arch.energy): an estimate, so labelled one.
     Metric("energy_uj", "estimated energy", Source.STATIC, "µJ"),
     # Reported every epoch (the last epoch's value is the trial's).
     _accuracy("val_top1", "val top-1", Source.EPOCH),

@@ -12,11 +12,11 @@ import pytest
 from conftest import FASHION_MNIST, random_variables, requires_fashion_mnist, run_dse, tiny_train_dict
 
 from dse.arch import ArchConfig, build_model, expand, summarize
+from dse.arch.energy import HOROWITZ_45NM, estimate_energy
 from dse.compress import container
 from dse.compress.prune import apply_masks, magnitude_masks
 from dse.compress.quantize import quantize_params
 from dse.data.formats import load_idx
-from dse.deploy.energy import HOROWITZ_45NM, estimate_energy
 from dse.deploy.inference_model import from_variables, load_inference_model
 from dse.deploy.latency import measure_latency, onnxruntime_session
 from dse.deploy.onnx_export import BATCH_DIM, INPUT_NAME, OUTPUT_NAME, build_onnx, export_model

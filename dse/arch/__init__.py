@@ -6,5 +6,6 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "spec": ("ArchConfig", "FireSpec", "NetSpec", "PRESETS", "STEMS", "expand", "round_width"),
     "families": ("GraphSpec",),
     "analytics": ("LayerStats", "Summary", "summarize"),
+    "energy": ("EnergyEstimate", "estimate_energy"),
     "model": ("GraphNet", "SqueezeNet", "build_model", "count_params", "init_variables"),
 })

@@ -90,7 +90,7 @@ class Summary:
 
     def static_metrics(self) -> dict[str, float]:
         """The metrics known before training, by their names in :data:`dse.contract.METRICS`."""
-        from dse.deploy.energy import estimate_energy  # builds on this module's Summary
+        from dse.arch.energy import estimate_energy  # builds on this module's Summary
 
         return {"params": self.params, "model_size_mb": self.size_mb(32), "macs": self.macs,
                 "energy_uj": estimate_energy(self).total_uj}

@@ -169,7 +169,7 @@ def compress_run(run_dir: str | Path, settings: CompressConfig | Mapping[str, An
         size, val/test top-1 and top-5), ``compressed_bytes`` (the file's size),
         ``float32_bytes``, ``compression_ratio``, ``val_top1_compressed``,
         ``val_top5_compressed``, ``test_top1_compressed``, ``test_top5_compressed``,
-        ``energy_compressed_uj`` (estimated, :mod:`dse.deploy.energy`, weights as the file's bytes),
+        ``energy_compressed_uj`` (estimated, :mod:`dse.arch.energy`, weights as the file's bytes),
         ``sparsity`` (achieved, over conv kernels), ``bits_conv``, ``bits_classifier``, ``file``,
         ``epoch``, ``run_dir``, ``settings``.
 
@@ -180,13 +180,13 @@ def compress_run(run_dir: str | Path, settings: CompressConfig | Mapping[str, An
     import jax
 
     from dse.arch import build_model, count_params, expand, summarize
+    from dse.arch.energy import estimate_energy
     from dse.compress import container
     from dse.compress.finetune import evaluate, finetune_centroids
     from dse.compress.fold import fold_batch_norm, folded_model_config
     from dse.compress.prune import apply_masks, magnitude_masks
     from dse.compress.quantize import dequantize, quantize_params
     from dse.data import load_splits
-    from dse.deploy.energy import estimate_energy
     from dse.train import compile_cache
 
     settings = _validated_settings(settings)

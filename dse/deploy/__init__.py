@@ -1,4 +1,7 @@
-"""Deployment: ONNX export, inference latency (ONNX Runtime and JAX) and estimated energy per inference."""
+"""Deployment: ONNX export and inference latency (ONNX Runtime and JAX).
+
+Estimated energy, an analytic cost, is :mod:`dse.arch.energy`.
+"""
 
 from dse._lazy import lazy_exports
 
@@ -6,5 +9,4 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "inference_model": ("InferenceModel", "load_inference_model"),
     "onnx_export": ("build_onnx", "export_model"),
     "latency": ("LatencyReport", "Timing", "measure_latency"),
-    "energy": ("EnergyEstimate", "estimate_energy"),
 })
