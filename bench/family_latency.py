@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             f"trained {int(table['epochs'].max())} epochs with one protocol, seed {', '.join(map(str, seeds))}. "
             f"Latency: median (p90) of {args.repeats} calls "
             f"after 5 untimed, ONNX Runtime on 1 intra-op thread, measured one network after another with nothing "
-            f"else running. Energy: the estimate of dse.deploy.energy (45 nm table), not a measurement.\n\n"
+            f"else running. Energy: the estimate of dse.arch.energy (45 nm table), not a measurement.\n\n"
             + markdown(table) + f"\n\n![accuracy vs latency]({args.output.with_suffix('.png').name})\n")
     args.output.write_text(text)
     print(text)
