@@ -377,7 +377,8 @@ def benchmark(
     candidates, published = over_seeds(compressed_files(compressed)), fashion_mnist_benchmark()
     trials = dse_results.load(_sweep_layout(sweep, results_root).root).trials if sweep else None
     output.parent.mkdir(parents=True, exist_ok=True)
-    front_vs_benchmark(candidates, published, trials, caption=f"dse benchmark, {len(compressed)} files").savefig(output)
+    caption = "dse's files: test top-1 as decoded; benchmark: the dataset's table"
+    front_vs_benchmark(candidates, published, trials, caption=caption).savefig(output)
     stdout.print(benchmark_table(candidates, published))
     stdout.print(str(output), highlight=False)
 

@@ -114,12 +114,15 @@ def front_vs_benchmark(candidates: pd.DataFrame, published: Sequence[Published] 
     fig, (ax, key_ax) = new_figure("Accuracy per byte: dse's compressed files vs the Fashion-MNIST benchmark",
                                 caption, candidates, ncols=2, figsize=(11, 5.2), width_ratios=(3, 1.9))
     points, texts = [], []
+    floor = min([100 * candidates["test_top1_compressed_min"].min(), *(entry.test_top1 for entry in published)]) - 3
     if sweep_trials is not None and set(FILE_OBJECTIVES) <= set(sweep_trials):
         done = sweep_trials.dropna(subset=list(FILE_OBJECTIVES))
         front = done[pareto_front(done, FILE_OBJECTIVES)]
         front = front.sort_values("compressed_bytes")
+        # The axis is set by the files and the entries: a short-trained front lies far below them.
+        below = int((100 * front["test_top1_compressed"] < floor).sum())
         ax.plot(front["compressed_bytes"], 100 * front["test_top1_compressed"], "-o", color="C1", ms=4, alpha=0.7,
-                label=f"sweep front, short training ({len(front)})")
+                label=f"sweep front, short training ({len(front)}{f'; {below} below the axis' if below else ''})")
     ax.errorbar(candidates["compressed_bytes"], 100 * candidates["test_top1_compressed"],
                 yerr=[100 * (candidates["test_top1_compressed"] - candidates["test_top1_compressed_min"]),
                       100 * (candidates["test_top1_compressed_max"] - candidates["test_top1_compressed"])],
@@ -147,6 +150,7 @@ def front_vs_benchmark(candidates: pd.DataFrame, published: Sequence[Published] 
     key += ["", "Benchmark entries' sizes (float32, 4 bytes each):"]
     key += [f"    {entry.name}: {entry.size_source}" for entry in published]
     ax.margins(x=0.08, y=0.1)
+    ax.set_ylim(bottom=floor)
     log_x(ax)
     # Four decades of bytes: 1-2-5 ticks would collide, so decades only, in kB and MB.
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0,)))
@@ -180,5 +184,6 @@ def _params(train: dict) -> int:
 def _settings_text(settings: dict) -> str:
     bits = settings.get("bits")
     conv, cls = settings.get("bits_conv") or bits, settings.get("bits_classifier") or bits
+    tuning = f"{settings.get('prune_finetune_epochs', 1)}+{settings.get('quant_finetune_epochs', 1)} epochs tuning"
     return textwrap.shorten(f"sparsity {settings['sparsity']:g} ({settings.get('scope', 'per_layer')}), "
-                            f"{conv}-bit convs, {cls}-bit conv10", 80)
+                            f"{conv}-bit convs, {cls}-bit conv10, {tuning}", 100)
