@@ -109,10 +109,10 @@ def front_vs_benchmark(candidates: pd.DataFrame, published: Sequence[Published] 
     """Test top-1 against bytes (log axis): dse's files (``over_seeds`` rows), a sweep's front of
     compressed files (its trials' ``compressed_bytes`` and ``test_top1_compressed``) and the
     published entries at their float32 sizes."""
-    from dse.results.plots import key_panel, log_x, new_figure
+    from dse.results.figure_parts import key_panel, log_x, new_figure
 
     fig, (ax, key_ax) = new_figure("Accuracy per byte: dse's compressed files vs the Fashion-MNIST benchmark",
-                                caption, candidates, ncols=2, figsize=(11, 5.2), width_ratios=(3, 1.9))
+                                   caption, candidates, ncols=2, figsize=(11, 5.2), width_ratios=(3, 1.9))
     points, texts = [], []
     floor = min([100 * candidates["test_top1_compressed_min"].min(), *(entry.test_top1 for entry in published)]) - 3
     if sweep_trials is not None and set(FILE_OBJECTIVES) <= set(sweep_trials):

@@ -11,7 +11,6 @@ Only :func:`draw_all` writes files.
 from __future__ import annotations
 
 import re
-import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,28 +21,25 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from dse.arch.analytics import MIB
 from dse.contract import VAL_ACCURACIES, SweepLayout, TrialStatus, stored_param
 from dse.results.analysis import (
     ResultsError,
     accuracy_metric,
     aggregate,
     param_importance,
-    pareto_front,
     row_label,
     short_label,
     swept_params,
 )
+from dse.results.figure_parts import label_params_of, log_x_if_wide, new_figure, note
 from dse.results.frames import SweepResults, describe, frames_from_study, reference_points
 from dse.results.labels import place_labels
 from dse.results.metrics import metric, param_label
+from dse.results.pareto_plot import pareto
 
 # A numeric parameter with at most this many values gets a Figure 3-style sweep plot.
 MAX_SWEEP_LEVELS = 12
-# Characters per line of a Pareto plot's key (monospace, x-small, in its side panel).
-KEY_WIDTH = 60
 # Learning curves name every configuration in the legend up to this many.
 MAX_LEGEND_ENTRIES = 12
 LINESTYLE_OF_STATUS = {TrialStatus.COMPLETED: "-", TrialStatus.RUNNING: "-", TrialStatus.PRUNED: "--",
@@ -83,7 +79,7 @@ def macro_comparison(agg: pd.DataFrame, param: str, metric_name: str = "val_top1
     """Bars of accuracy (± std over seeds) and model size per variant of ``param`` (Table 3 kind)."""
     acc, size = metric(metric_name), metric(size_metric)
     fig, (left, right) = new_figure(f"{param_label(param)} variants: {acc.label} and {size.label}", caption, agg,
-                                 ncols=2, figsize=(9.0, 4.4))
+                                    ncols=2, figsize=(9.0, 4.4))
     variants = sorted(dict.fromkeys(agg[param]), key=_variant_order)
     lines = list(_lines(agg, param))
     width = 0.8 / max(1, len(lines))
@@ -132,7 +128,7 @@ def tradeoff(agg: pd.DataFrame, param: str, cost: str = "model_size_mb", metric_
     ax.margins(x=0.12, y=0.12)
     ax.set_xlabel(cost_metric.axis_label)
     ax.set_ylabel(f"{acc.axis_label}, mean ± std")
-    _log_if_wide(ax, x)
+    log_x_if_wide(ax, x)
     ax.legend(fontsize="small", loc="lower right")
     shown = np.isfinite(x) & np.isfinite(y)
     place_labels(ax, list(zip(x[shown], y[shown], strict=True)), [short_label({param: v}) for v in agg[param][shown]])
@@ -175,119 +171,6 @@ def table(agg: pd.DataFrame, param: str | None = None, metrics: Sequence[str] = 
     return result.sort_index()
 
 
-def pareto(trials: pd.DataFrame, x: str = "model_size_mb", y: str | None = None, *, label_params: Sequence[str] | None = None,
-           caption: str | None = None, references: pd.DataFrame | None = None) -> Figure:
-    """Every trial faded, the Pareto front of ``y`` vs ``x`` highlighted, connected and labelled.
-
-    ``y`` defaults to the sweep's accuracy. Goals come from :mod:`~dse.results.metrics`
-    (accuracy up, size and MACs down). Front points are labelled with their
-    metaparameters (``label_params``, default the swept ones). ``references`` (rows with
-    ``x``, ``y`` and a ``label``, e.g. :func:`~dse.results.frames.reference_points`) are
-    drawn as labelled black crosses, outside the front.
-    """
-    y = y or accuracy_metric(trials)
-    xm, ym = metric(x), metric(y)
-    fig, (ax, key_ax) = new_figure(f"Pareto front: {ym.label} vs {xm.label}", caption, trials, ncols=2,
-                                figsize=(10.5, 4.8), width_ratios=(3, 1.9))
-    shown = trials[trials[x].notna() & trials[y].notna()]
-    for i, (status, group) in enumerate(shown.groupby("status", sort=True)):
-        ax.scatter(group[x].astype(float) * xm.scale, group[y].astype(float) * ym.scale, color="0.55", alpha=0.35,
-                   marker="osD^v"[i % 5], label=f"{status} ({len(group)})")
-    front = trials[pareto_front(trials, {x: xm.goal, y: ym.goal})].sort_values(x)
-    fx, fy = front[x].astype(float) * xm.scale, front[y].astype(float) * ym.scale
-    if x == "compressed_bytes" and y.endswith("_compressed"):
-        _float32_beside(ax, front, fx, fy, y.removesuffix("_compressed"), xm.scale)
-    # A candidate suggested again (it resumes its run) is another trial on the same point.
-    points = len(set(zip(fx, fy, strict=True)))
-    ax.plot(fx, fy, "-o", color="C3",
-            label=f"Pareto front ({points})" if points == len(front) else f"Pareto front ({points} points, {len(front)} trials)")
-    params = list(label_params) if label_params is not None else _label_params(trials)
-    labels: dict[tuple[float, float], list[str]] = {}  # seeds of one configuration can land on one point
-    for (_, row), px, py in zip(front.iterrows(), fx, fy, strict=True):
-        labels.setdefault((px, py), []).append(row_label(row, params))
-    references = _reference_points(references, x, y)
-    if references is not None:
-        ax.scatter(references["px"], references["py"], marker="X", color="black", s=36, zorder=3,
-                   label=f"other families ({len(references)})")
-    ax.margins(x=0.06, y=0.12)
-    _log_if_wide(ax, [*shown[x].astype(float) * xm.scale, *(references["px"] if references is not None else [])])
-    ax.set_xlabel(xm.axis_label)
-    ax.set_ylabel(ym.axis_label)
-    if shown.empty:
-        _note(ax, f"no trial has both {x} and {y} yet")
-        return fig
-    handles, names = ax.get_legend_handles_labels()
-    if len(shown) < len(trials):
-        handles.append(Line2D([], [], ls="none"))
-        names.append(f"not shown: {len(trials) - len(shown)} without {y} or {x}")
-    ax.legend(handles, names, fontsize="small", loc="best")
-    # Front points get numbers beside their markers and their settings in the key: long labels
-    # on a crowded front cannot overlap there. The other families keep their short names.
-    numbered = [(point, str(i)) for i, point in enumerate(labels, start=1)]
-    key_lines = [f"{i:>2}  {py:5.1f}{ym.unit} {px:8.3g} {xm.unit}  {' / '.join(dict.fromkeys(texts))}"
-                 for i, ((px, py), texts) in enumerate(labels.items(), start=1)]
-    key_panel(key_ax, "Pareto front, by " + xm.label, key_lines)
-    others = references if references is not None else pd.DataFrame({"px": [], "py": [], "label": []})
-    place_labels(ax, [p for p, _ in numbered] + list(zip(others["px"], others["py"], strict=True)),
-                 [t for _, t in numbered] + list(others["label"]),
-                 markers=list(zip(shown[x].astype(float) * xm.scale, shown[y].astype(float) * ym.scale, strict=True)))
-    return fig
-
-
-def _reference_points(references: pd.DataFrame | None, x: str, y: str) -> pd.DataFrame | None:
-    """Other families' trained points (``label``, display ``px``/``py``), or None."""
-    if references is None or x not in references or y not in references:
-        return None
-    points = references[references[x].notna() & references[y].notna()]
-    if points.empty:
-        return None
-    return pd.DataFrame({"label": points["label"].to_numpy(), "px": points[x].astype(float).to_numpy() * metric(x).scale,
-                         "py": points[y].astype(float).to_numpy() * metric(y).scale})
-
-
-def _log_if_wide(ax: Axes, values: Sequence[float], span: float = 10.0) -> None:
-    """A log x axis where the values span more than ``span``x: sizes, bytes and MACs of one sweep
-    and its baselines do, and a linear axis would crowd the small ones into its first percent."""
-    values = np.asarray([v for v in values if np.isfinite(v)], float)
-    if len(values) and values.min() > 0 and values.max() / values.min() > span:
-        log_x(ax)
-
-
-def log_x(ax: Axes) -> None:
-    ax.set_xscale("log")
-    # Ticks at 1, 2 and 5 of each decade, written as plain numbers: matplotlib's default
-        # labels minor ticks as 2x10^-1 where the axis spans under two decades, and they collide.
-    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-
-
-def key_panel(ax: Axes, title: str, lines: Sequence[str], max_lines: int = 28, width: int = KEY_WIDTH) -> None:
-    """A numbered key in its own panel beside the plot."""
-    ax.axis("off")
-    if len(lines) > max_lines:
-        lines = [*lines[:max_lines - 1], f"    ... and {len(lines) - max_lines + 1} more (dse sweep status)"]
-    # Long settings wrap under their number (the panel holds about 60 monospace characters), and the
-    # key stays out of the constrained layout, which would otherwise shrink the plot to fit it.
-    wrapped = [textwrap.fill(line, width, subsequent_indent=" " * 4) for line in lines]
-    for text in (ax.text(0, 1, title, transform=ax.transAxes, va="top", ha="left", fontsize="small", weight="bold"),
-                 ax.text(0, 0.94, "\n".join(wrapped), transform=ax.transAxes, va="top", ha="left", fontsize="x-small",
-                         family="monospace", linespacing=1.3)):
-        text.set_in_layout(False)
-
-
-def _float32_beside(ax: Axes, front: pd.DataFrame, fx: pd.Series, fy: pd.Series, float32_y: str, x_scale: float) -> None:
-    """Each front point's float32 model (its size and uncompressed accuracy), joined to its file."""
-    if float32_y not in front or front[float32_y].isna().all():
-        return
-    sx = front["model_size_mb"].astype(float) * MIB * x_scale
-    sy = front[float32_y].astype(float) * metric(float32_y).scale
-    for x0, y0, x1, y1 in zip(sx, sy, fx, fy, strict=True):
-        ax.plot([x0, x1], [y0, y1], color="C3", lw=0.6, alpha=0.5, ls=":")
-    ax.scatter(sx, sy, facecolors="none", edgecolors="C3", label="same models in float32")
-    log_x(ax)  # float32 and compressed sizes lie an order of magnitude apart
-
-
 def learning_curves(curves: pd.DataFrame, metric_name: str = "val_top1", *, numbers: Sequence[int] | None = None,
                     caption: str | None = None) -> Figure:
     """``metric_name`` per epoch, one line per trial; a configuration's seeds share a colour.
@@ -298,7 +181,7 @@ def learning_curves(curves: pd.DataFrame, metric_name: str = "val_top1", *, numb
     fig, ax = new_figure(f"Learning curves: {info.label} per epoch", caption, curves)
     data = curves if numbers is None else curves[curves["number"].isin(list(numbers))]
     data = data[data[metric_name].notna()] if metric_name in data else data.iloc[0:0]
-    params = _label_params(curves)
+    params = label_params_of(curves)
     colors: dict[str, str] = {}  # configuration label -> colour; the first line of each names it
     for number, trial in data.groupby("number", sort=True):
         first = trial.iloc[0]
@@ -310,7 +193,7 @@ def learning_curves(curves: pd.DataFrame, metric_name: str = "val_top1", *, numb
     ax.set_xlabel("epoch")
     ax.set_ylabel(info.axis_label)
     if data.empty:
-        _note(ax, f"no per-epoch {metric_name} recorded yet")
+        note(ax, f"no per-epoch {metric_name} recorded yet")
         return fig
     ax.xaxis.get_major_locator().set_params(integer=True)
     handles, labels = ax.get_legend_handles_labels()
@@ -334,7 +217,7 @@ def trial_curves(curves: pd.DataFrame, number: int, *, caption: str | None = Non
     if trial.empty:
         raise ResultsError(f"trial {number} has no per-epoch history")
     first = trial.iloc[0]
-    label = row_label(first, _label_params(curves))
+    label = row_label(first, label_params_of(curves))
     fig, (left, right) = new_figure(f"Trial {number}: {label} ({first['status']})", caption, curves, ncols=2, figsize=(9.0, 4.0))
     for ax, names in ((left, ("train_loss", "val_loss")), (right, ("train_top1", *VAL_ACCURACIES))):
         for name in names:
@@ -357,7 +240,7 @@ def importance(source: pd.DataFrame | optuna.Study, metric_name: str | None = No
     try:
         importances = param_importance(trials, metric_name).sort_values()
     except ResultsError as err:
-        _note(ax, f"not computed: {err}")
+        note(ax, f"not computed: {err}")
         ax.set_xlabel("importance (%)")
         ax.set_yticks([])
         return fig
@@ -482,17 +365,6 @@ def draw_all(results: SweepResults, directory: str | Path | None = None, formats
 # --------------------------------------------------------------------------- helpers
 
 
-def new_figure(title: str, caption: str | None, frame: pd.DataFrame, *, ncols: int = 1, figsize=(6.4, 4.6),
-            width_ratios: Sequence[float] | None = None):
-    fig = Figure(figsize=figsize, layout="constrained")
-    axes = fig.subplots(1, ncols, width_ratios=width_ratios)
-    fig.suptitle(textwrap.fill(title, 64 * ncols))  # a long parameter name must not run off the frame
-    caption = caption if caption is not None else frame.attrs.get("caption", "")
-    if caption:
-        fig.supxlabel(caption, fontsize="small", color="0.35")
-    return fig, axes
-
-
 def _lines(agg: pd.DataFrame, param: str) -> Iterator[tuple[str, pd.DataFrame]]:
     """``agg`` split by the other grouping columns: one line (or bar series) each, with its label."""
     others = [c for c in _by(agg) if c != param]
@@ -509,10 +381,6 @@ def _by(agg: pd.DataFrame) -> list[str]:
         stats = ("_mean", "_std", "_count")
         by = [c for c in agg.columns if c != "trials" and not c.startswith("config.") and not c.endswith(stats)]
     return list(by)
-
-
-def _label_params(frame: pd.DataFrame) -> list[str]:
-    return [p for p in swept_params(frame) if p in frame]
 
 
 def _values(frame: pd.DataFrame, column: str, scale: float, fill: float = np.nan) -> np.ndarray:
@@ -533,6 +401,3 @@ def _zoom_to_bars(ax: Axes, agg: pd.DataFrame, column: str, scale: float) -> Non
 def _numeric(values: np.ndarray) -> bool:
     return all(isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool | np.bool_) for v in values)
 
-
-def _note(ax: Axes, text: str) -> None:
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", wrap=True, color="0.3")
