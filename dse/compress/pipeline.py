@@ -59,8 +59,9 @@ def load_run(run_dir: Path):
         cfg = TrainConfig.model_validate_json(read_text(layout.config, DataError))
     except pydantic.ValidationError as err:
         raise config_error(err, str(layout.config)) from None
-    epochs = [int(p.name) for p in layout.checkpoints.iterdir() if p.name.isdigit()] if layout.checkpoints.is_dir() else []
-    if not epochs:
+    from dse.train.checkpoint import saved_epochs
+
+    if not saved_epochs(layout.checkpoints):
         raise DataError(f"{run_dir}: no checkpoint under {layout.checkpoints.name}/ (was it trained with checkpoint: false?)")
     return cfg, layout
 

@@ -8,6 +8,11 @@ import jax
 import orbax.checkpoint as ocp
 
 
+def saved_epochs(directory: Path) -> list[int]:
+    """The epochs checkpointed under ``directory`` (finished saves only, as orbax lists them), oldest first."""
+    return sorted(ocp.utils.checkpoint_steps(directory)) if directory.is_dir() else []
+
+
 class EpochCheckpoints:
     """Saves the train state after each epoch under ``directory/<epoch>``; keeps the newest two."""
 

@@ -27,7 +27,7 @@ from dse.contract import EpochRecord, RunLayout, RunResult, Source, TrialStatus,
 from dse.data import Splits, batches, load_splits, steps_per_epoch
 from dse.errors import ConfigError
 from dse.train import compile_cache
-from dse.train.checkpoint import EpochCheckpoints
+from dse.train.checkpoint import EpochCheckpoints, saved_epochs
 from dse.train.config import OptimConfig, TrainConfig
 from dse.train.devices import data_parallel_count, data_parallel_shardings
 from dse.train.hooks import Hooks
@@ -52,17 +52,13 @@ def config_digest(cfg: TrainConfig) -> str:
     return hashlib.sha256(json.dumps(training_fields(cfg), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _has_checkpoints(layout: RunLayout) -> bool:
-    return layout.checkpoints.is_dir() and any(p.name.isdigit() for p in layout.checkpoints.iterdir())
-
-
 def check_resumable(cfg: TrainConfig, layout: RunLayout) -> None:
     """Refuse to resume checkpoints made with another training config, naming the changed keys.
 
     The checkpoints hold the optimizer state and the schedule of the config they were made
     with, so resuming them under another config would train one and report another.
     """
-    if not _has_checkpoints(layout):
+    if not saved_epochs(layout.checkpoints):
         return
     # Runs from before the checkpoints kept their own config: their config.json is the best record.
     stored_file = layout.checkpoint_config if layout.checkpoint_config.exists() else layout.config
