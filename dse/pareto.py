@@ -32,6 +32,28 @@ def dominance(points: Sequence[Point] | np.ndarray) -> np.ndarray:
     return no_worse & better
 
 
+def minimised(values: Sequence[float | None], goals: Sequence[str]) -> tuple[float, ...]:
+    """An objective vector turned to minimise every objective; a missing or non-finite value is the worst.
+
+    >>> minimised([0.9, 0.05, float("nan")], ["maximize", "minimize", "maximize"])
+    (-0.9, 0.05, inf)
+    """
+    out = []
+    for value, goal in zip(values, goals, strict=True):
+        finite = value is not None and math.isfinite(value)
+        out.append((-value if goal == "maximize" else value) if finite else math.inf)
+    return tuple(out)
+
+
+def non_dominated(points: Sequence[Point] | np.ndarray) -> np.ndarray:
+    """A boolean mask of the points no other point dominates: the first front.
+
+    >>> non_dominated([(1, 2), (2, 2), (2, 1)]).tolist()
+    [True, False, True]
+    """
+    return ~dominance(points).any(axis=0)
+
+
 def pareto_fronts(points: Sequence[Point]) -> list[int]:
     """The front index of each point: 0 for the non-dominated, 1 for those only the first front dominates, ...
 

@@ -18,8 +18,8 @@ import pandas as pd
 
 from dse.contract import OVERVIEW_METRICS, loaded_param, stored_param
 from dse.errors import DseError
-from dse.pareto import dominance
 from dse.pareto import hypervolume as points_hypervolume
+from dse.pareto import non_dominated
 from dse.results.metrics import ACCURACIES, METRICS, SHORT_NAMES, metric
 
 MIN_TRIALS_FOR_IMPORTANCE = 8
@@ -196,9 +196,8 @@ def pareto_front(trials: pd.DataFrame, objectives: Any) -> pd.Series:
         candidates &= trials["feasible"].astype("boolean").fillna(True).astype(bool)
     signs = np.array([1.0 if goal == "maximize" else -1.0 for _, goal in goals])
     points = trials.loc[candidates, names].to_numpy(float) * -signs  # smaller is better on every axis
-    dominated = dominance(points).any(axis=0)
     mask = pd.Series(False, index=trials.index, name="pareto")
-    mask[candidates[candidates].index] = ~dominated
+    mask[candidates[candidates].index] = non_dominated(points)
     return mask
 
 

@@ -46,7 +46,6 @@ after one epoch, and the front at the budget held only the few trials that had p
 from __future__ import annotations
 
 import bisect
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, get_args
@@ -54,7 +53,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 import numpy as np
 
 from dse.contract import TrialAttr
-from dse.pareto import Point, crowding_distances, hypervolume_contributions, pareto_fronts
+from dse.pareto import Point, crowding_distances, hypervolume_contributions, minimised, pareto_fronts
 
 if TYPE_CHECKING:
     import optuna
@@ -84,7 +83,7 @@ def reference_point(points: Sequence[Point], bounds: Sequence[float | None] | No
     without it, the most accurate and largest candidate of a front is measured against a size
     just past its own and counts for little (bench/sweep_efficiency.md).
 
-    >>> points = [(-0.9, 0.2), (-0.8, 0.6), (math.inf, 0.4)]
+    >>> points = [(-0.9, 0.2), (-0.8, 0.6), (float("inf"), 0.4)]
     >>> [round(value, 6) for value in reference_point(points)]
     [-0.79, 0.64]
     >>> [round(value, 6) for value in reference_point(points, (None, 1.0))]  # size <= 1 MB
@@ -166,19 +165,6 @@ def kept_count(n: int, reduction_factor: int) -> int:
     [0, 0, 1, 1, 1, 2, 2]
     """
     return n // reduction_factor
-
-
-def minimised(values: Sequence[float | None], goals: Sequence[str]) -> tuple[float, ...]:
-    """An objective vector turned to minimise every objective; a missing or non-finite value is the worst.
-
-    >>> minimised([0.9, 0.05, float("nan")], ["maximize", "minimize", "maximize"])
-    (-0.9, 0.05, inf)
-    """
-    out = []
-    for value, goal in zip(values, goals, strict=True):
-        finite = value is not None and math.isfinite(value)
-        out.append((-value if goal == "maximize" else value) if finite else math.inf)
-    return tuple(out)
 
 
 # ---------------------------------------------------------------- the study as shared rung records

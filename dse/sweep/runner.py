@@ -25,7 +25,7 @@ import optuna
 from optuna.trial import TrialState
 
 from dse.contract import SweepLayout, TrialAttr
-from dse.pareto import dominance
+from dse.pareto import minimised, non_dominated
 from dse.sweep.config import SweepConfig, load_sweep
 from dse.sweep.ray_launcher import LAUNCHERS, LauncherError, RayCluster, RayWorkers, default_placement, ray_address
 from dse.sweep.study import CREATED_AT, open_study, storage_url
@@ -73,9 +73,8 @@ def best_summary(study: optuna.Study, sweep: SweepConfig) -> str:
         return f"#{best.number} {sweep.objectives[0].metric}={best.value:.4g}"
     # The front the results DataFrame, its plots and `dse sweep status` show: feasible trials only.
     feasible = [t for t in complete if t.values and t.user_attrs.get(TrialAttr.FEASIBLE, True)]
-    points = [[v if o.goal == "minimize" else -v for v, o in zip(t.values, sweep.objectives, strict=True)]
-              for t in feasible]
-    return f"{int((~dominance(points).any(axis=0)).sum()) if points else 0} on the Pareto front"
+    points = [minimised(t.values, [o.goal for o in sweep.objectives]) for t in feasible]
+    return f"{int(non_dominated(points).sum()) if points else 0} on the Pareto front"
 
 
 POLL_S = 0.1
