@@ -88,7 +88,8 @@ def compressed_files(folders: Sequence[str | Path]) -> pd.DataFrame:
                 "test_top1_compressed": report["test_top1_compressed"],
                 "val_top1_compressed": report["val_top1_compressed"],
                 "float32_test_top1": report["steps"][0]["test_top1"], "float32_bytes": report["float32_bytes"],
-                "params": _params(train), "settings": _settings_text(report["settings"]), "epochs": train["epochs"]})
+                # The float32 model is 4 bytes per trained parameter (BatchNorm's included).
+                "params": report["float32_bytes"] // 4, "settings": _settings_text(report), "epochs": train["epochs"]})
         except (OSError, ValueError, KeyError, TypeError) as err:
             detail = f"{type(err).__name__}: {err}" if not isinstance(err, OSError) else err.strerror
             raise DataError(f"{path}: not a dse compress report ({detail})") from None
@@ -116,9 +117,7 @@ def front_vs_benchmark(candidates: pd.DataFrame, published: Sequence[Published] 
     points, texts = [], []
     floor = min([100 * candidates["test_top1_compressed_min"].min(), *(entry.test_top1 for entry in published)]) - 3
     if sweep_trials is not None and set(FILE_OBJECTIVES) <= set(sweep_trials):
-        done = sweep_trials.dropna(subset=list(FILE_OBJECTIVES))
-        front = done[pareto_front(done, FILE_OBJECTIVES)]
-        front = front.sort_values("compressed_bytes")
+        front = sweep_trials[pareto_front(sweep_trials, FILE_OBJECTIVES)].sort_values("compressed_bytes")
         # The axis is set by the files and the entries: a short-trained front lies far below them.
         below = int((100 * front["test_top1_compressed"] < floor).sum())
         ax.plot(front["compressed_bytes"], 100 * front["test_top1_compressed"], "-o", color="C1", ms=4, alpha=0.7,
@@ -175,15 +174,9 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _params(train: dict) -> int:
-    from dse.arch import ArchConfig, expand, summarize
-
-    return summarize(expand(ArchConfig.model_validate(train["model"]))).params
-
-
-def _settings_text(settings: dict) -> str:
-    bits = settings.get("bits")
-    conv, cls = settings.get("bits_conv") or bits, settings.get("bits_classifier") or bits
-    tuning = f"{settings.get('prune_finetune_epochs', 1)}+{settings.get('quant_finetune_epochs', 1)} epochs tuning"
-    return textwrap.shorten(f"sparsity {settings['sparsity']:g} ({settings.get('scope', 'per_layer')}), "
-                            f"{conv}-bit convs, {cls}-bit conv10, {tuning}", 100)
+def _settings_text(report: dict) -> str:
+    """The compression asked for (``settings`` as dumped, every field present) and the bits it used per kind."""
+    settings = report["settings"]
+    tuning = f"{settings['prune_finetune_epochs']}+{settings['quant_finetune_epochs']} epochs tuning"
+    return textwrap.shorten(f"sparsity {settings['sparsity']:g} ({settings['scope']}), {report['bits_conv']}-bit convs, "
+                            f"{report['bits_classifier']}-bit conv10, {tuning}", 100)
