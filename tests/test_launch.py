@@ -274,7 +274,8 @@ def test_the_slurm_recipe_runs_its_workers_against_the_proxy(tmp_path, grpc_prox
 def two_node_ray(tmp_path):
     """A Ray head and a worker node, one CPU each, both on 127.0.0.1; yields the head's address."""
     ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
-    # Token authentication off: a loopback test cluster (Ray turns it on under CI=true)
+    # Token authentication off, for a cluster on loopback; its clients say the same (on_cluster). An
+    # inherited RAY_AUTH_MODE=token (what ray.init leaves in a process) would otherwise decide it.
     env = {**os.environ, "HOME": str(tmp_path), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     address = f"127.0.0.1:{free_port()}"
     common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--num-gpus", "0", "--disable-usage-stats"]

@@ -29,7 +29,7 @@ def log_x_if_wide(ax: Axes, values: Sequence[float], span: float = 10.0) -> None
 def log_x(ax: Axes) -> None:
     ax.set_xscale("log")
     # Ticks at 1, 2 and 5 of each decade, written as plain numbers: matplotlib's default
-        # labels minor ticks as 2x10^-1 where the axis spans under two decades, and they collide.
+    # labels minor ticks as 2x10^-1 where the axis spans under two decades, and they collide.
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
